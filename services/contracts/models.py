@@ -1,0 +1,322 @@
+"""Pydantic models of every message on the bus and of the state kept in KV.
+
+Every bus payload carries `schema_version`. Unknown fields are ignored so that a newer
+producer does not break an older consumer (and a raw Alertmanager webhook published with
+the NATS CLI is a valid `AlertGroup`).
+"""
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+# Alertmanager writes this for "no end time" on firing alerts.
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+Priority = Literal["P1", "P2", "P3", "P4"]
+DiagnosisMethod = Literal["model", "rules"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BusMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    schema_version: int = SCHEMA_VERSION
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(by_alias=True, exclude_none=False).encode()
+
+
+# --- alerts ---------------------------------------------------------------------------
+
+
+class Alert(BaseModel):
+    """One alert of an Alertmanager webhook (v4); field names as Alertmanager sends them."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime | None = Field(default=None, alias="startsAt")
+    ends_at: datetime | None = Field(default=None, alias="endsAt")
+    generator_url: str = Field(default="", alias="generatorURL")
+    fingerprint: str = ""
+
+    @field_validator("ends_at", "starts_at", mode="before")
+    @classmethod
+    def _go_zero_time_is_none(cls, value: Any) -> Any:
+        if value in (GO_ZERO_TIME, "", None):
+            return None
+        return value
+
+
+class AlertGroup(BusMessage):
+    """`oncall.alerts.firing|resolved`: an Alertmanager group notification.
+
+    The body is the Alertmanager webhook itself plus the incident id alert_ingest assigned,
+    so a captured webhook can be replayed with `nats pub oncall.alerts.firing --file hook.json`.
+    """
+
+    version: str = "4"
+    group_key: str = Field(alias="groupKey")
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    group_labels: dict[str, str] = Field(default_factory=dict, alias="groupLabels")
+    common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
+    common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
+    external_url: str = Field(default="", alias="externalURL")
+    alerts: list[Alert]
+    truncated_alerts: int = Field(default=0, alias="truncatedAlerts")
+    incident_id: str | None = None
+    received_at: datetime | None = None
+
+    @property
+    def firing(self) -> list[Alert]:
+        return [a for a in self.alerts if a.status == "firing"]
+
+    @property
+    def alertname(self) -> str:
+        return self.common_labels.get("alertname") or self.group_labels.get("alertname") or "alert"
+
+    @property
+    def service(self) -> str | None:
+        for labels in (self.common_labels, self.group_labels, *(a.labels for a in self.alerts)):
+            for key in ("service", "app", "job"):
+                if labels.get(key):
+                    return labels[key]
+        return None
+
+    @property
+    def title(self) -> str:
+        return f"{self.alertname} on {self.service}" if self.service else self.alertname
+
+    def annotation(self, name: str) -> str | None:
+        if self.common_annotations.get(name):
+            return self.common_annotations[name]
+        return next((a.annotations[name] for a in self.alerts if a.annotations.get(name)), None)
+
+
+def group_hash(group_key: str) -> str:
+    return hashlib.sha256(group_key.encode()).hexdigest()[:16]
+
+
+def incident_id_for(group_key: str, first_starts_at: datetime | None) -> str:
+    """Deterministic incident id: the same group firing from the same start is the same incident,
+    so replays land on the same conversation, and a group firing again after resolution
+    (new startsAt) is a new incident."""
+    started = first_starts_at.isoformat() if first_starts_at else ""
+    return hashlib.sha256(f"{group_key}|{started}".encode()).hexdigest()[:6]
+
+
+def incident_tag(incident_id: str) -> str:
+    return f"#{incident_id}"
+
+
+# --- diagnosis -------------------------------------------------------------------------
+
+
+class Diagnosis(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    root_cause: str
+    affected_file: str | None = None
+    line: int | None = None
+    evidence: list[str] = Field(default_factory=list, description="Quoted log lines or figures")
+    priority: Priority = "P2"
+    suggested_fix: str = ""
+    next_steps: list[str] = Field(default_factory=list)
+    confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+    method: DiagnosisMethod = "model"
+
+
+class IncidentDiagnosed(BusMessage):
+    """`oncall.incidents.diagnosed`: a diagnosis ready to be sent to the on-call people."""
+
+    incident_id: str
+    revision: int = 1
+    title: str
+    service: str | None = None
+    severity: str | None = None
+    started_at: datetime | None = None
+    alert_count: int = 1
+    truncated_alerts: int = 0
+    error_rate: float | None = None
+    generator_url: str | None = None
+    runbook_url: str | None = None
+    diagnosis: Diagnosis
+
+
+class IncidentResolved(BusMessage):
+    """`oncall.incidents.resolved`: the group resolved; the incident is closed."""
+
+    incident_id: str
+    title: str
+    started_at: datetime | None = None
+    resolved_at: datetime = Field(default_factory=utc_now)
+    ticket_key: str | None = None
+
+
+# --- the human side ----------------------------------------------------------------------
+
+
+class HumanReplied(BusMessage):
+    """`oncall.human.replied`: an authenticated message from an on-call person."""
+
+    message_sid: str
+    sender: str = Field(description="E.164 number, e.g. +15551234567")
+    body: str
+    channel: Literal["whatsapp", "console"] = "whatsapp"
+    incident_id: str | None = Field(default=None, description="Set when the notifier matched it")
+    replied_to_sid: str | None = None
+    profile_name: str | None = None
+    received_at: datetime = Field(default_factory=utc_now)
+
+
+class NotifyText(BusMessage):
+    """`oncall.notify.text`: a text answer for the on-call people."""
+
+    notification_id: str = Field(description="Idempotency key: one text is sent once")
+    incident_id: str | None = None
+    text: str
+    recipients: list[str] | None = Field(default=None, description="None = every on-call number")
+
+
+# --- tickets -------------------------------------------------------------------------------
+
+
+class TicketRequested(BusMessage):
+    """`oncall.tickets.requested`: a human asked for a ticket."""
+
+    request_id: str
+    incident_id: str
+    requested_by: str
+    title: str
+    summary: str
+    priority: Priority = "P2"
+    assignee: str | None = Field(default=None, description="A name as the human wrote it")
+    diagnosis: Diagnosis | None = None
+    service: str | None = None
+    generator_url: str | None = None
+    runbook_url: str | None = None
+
+
+class TicketCreated(BusMessage):
+    """`oncall.tickets.created`."""
+
+    request_id: str
+    incident_id: str
+    key: str
+    url: str
+    assignee_name: str | None = None
+    assignee_account_id: str | None = None
+    note: str | None = Field(default=None, description="e.g. why it is unassigned")
+
+
+class TicketFailed(BusMessage):
+    """`oncall.tickets.failed`: the reason in plain words."""
+
+    request_id: str
+    incident_id: str
+    reason: str
+
+
+# --- tools -----------------------------------------------------------------------------------
+
+ToolErrorKind = Literal[
+    "timeout", "unavailable", "not_found", "bad_request", "rate_limited", "not_configured", "internal"
+]
+
+
+class ToolError(BaseModel):
+    kind: ToolErrorKind
+    message: str
+    retry_after_seconds: float | None = None
+
+
+class ToolRequest(BusMessage):
+    """Request on `oncall.tools.<name>`: the tool's arguments and the incident for logging."""
+
+    args: dict[str, Any] = Field(default_factory=dict)
+    incident_id: str | None = None
+
+
+class ToolResult(BusMessage):
+    """Reply to a tool request: either `data` or `error`, never an exception."""
+
+    tool: str
+    ok: bool
+    data: Any = None
+    error: ToolError | None = None
+    elapsed_ms: float = 0.0
+
+    @classmethod
+    def success(cls, tool: str, data: Any, elapsed_ms: float = 0.0) -> "ToolResult":
+        return cls(tool=tool, ok=True, data=data, elapsed_ms=elapsed_ms)
+
+    @classmethod
+    def failure(
+        cls, tool: str, kind: ToolErrorKind, message: str, retry_after: float | None = None
+    ) -> "ToolResult":
+        return cls(
+            tool=tool,
+            ok=False,
+            error=ToolError(kind=kind, message=message, retry_after_seconds=retry_after),
+        )
+
+
+# --- state in KV ---------------------------------------------------------------------------
+
+IncidentStatus = Literal["investigating", "diagnosed", "resolved"]
+
+
+class HumanTurn(BaseModel):
+    message_sid: str
+    sender: str
+    text: str
+    at: datetime = Field(default_factory=utc_now)
+    answer: str | None = None
+
+
+class Conversation(BaseModel):
+    """KV `oncall_conversations[<incident id>]`: everything the agent knows of an incident."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    schema_version: int = SCHEMA_VERSION
+    incident_id: str
+    group_key: str
+    status: IncidentStatus = "investigating"
+    title: str
+    service: str | None = None
+    opened_at: datetime = Field(default_factory=utc_now)
+    resolved_at: datetime | None = None
+    alerts: list[Alert] = Field(default_factory=list)
+    firing_fingerprints: list[str] = Field(default_factory=list)
+    truncated_alerts: int = 0
+    generator_url: str | None = None
+    runbook_url: str | None = None
+    severity: str | None = None
+    evidence_summary: str = ""
+    error_rate: float | None = None
+    diagnosis: Diagnosis | None = None
+    diagnosis_revision: int = 0
+    llm_messages: list[dict[str, Any]] = Field(default_factory=list)
+    turns: list[HumanTurn] = Field(default_factory=list)
+    ticket_key: str | None = None
+    ticket_url: str | None = None
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class GroupIndexEntry(BaseModel):
+    """KV `oncall_groups[<group hash>]`: which incident a group currently belongs to."""
+
+    incident_id: str
+    group_key: str
+    status: Literal["open", "resolved"] = "open"
+    opened_at: datetime = Field(default_factory=utc_now)

@@ -1,0 +1,130 @@
+"""The one registry of tools: names, arguments, output caps and model-facing descriptions.
+
+Both the OpenAI `tools` list and the NATS subjects are derived from it. Read-only tools may
+be called while diagnosing an alert; write tools only in a human's turn (logs and code are
+written by strangers, so nothing they say may trigger a write).
+"""
+
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, Field
+
+from services.contracts import subjects
+from services.contracts.models import Priority
+
+
+class FetchLogsArgs(BaseModel):
+    service: str | None = Field(default=None, description="Service name from the alert labels")
+    seconds: int = Field(default=300, ge=10, le=6 * 3600, description="How far back to look")
+    limit: int = Field(default=2000, ge=1, le=10_000, description="At most this many lines")
+    level: str | None = Field(default=None, description="Only this level and above, e.g. ERROR")
+
+
+class ComputeErrorRateArgs(BaseModel):
+    service: str | None = Field(default=None, description="Service name from the alert labels")
+
+
+class FetchCodeArgs(BaseModel):
+    file_path: str = Field(description="Path of the file in the repository, as in a stack frame")
+    line: int | None = Field(default=None, ge=1, description="Line to centre the window on")
+    context_lines: int = Field(default=15, ge=0, le=200, description="Lines shown either side")
+
+
+class SendDiagnosisArgs(BaseModel):
+    root_cause: str = Field(description="What broke and why, in one or two sentences")
+    affected_file: str | None = Field(default=None, description="Repository path of the faulty file")
+    line: int | None = Field(default=None, description="Line number of the faulty statement")
+    evidence: list[str] = Field(default_factory=list, description="Quoted log lines or figures")
+    priority: Priority = Field(description="P1 (outage) .. P4 (cosmetic)")
+    suggested_fix: str = Field(description="The change that fixes it")
+    next_steps: list[str] = Field(default_factory=list, description="What the on-call person does now")
+    confidence: float = Field(ge=0.0, le=1.0, description="0..1")
+
+
+class CreateJiraTicketArgs(BaseModel):
+    summary: str | None = Field(default=None, description="Ticket title; default: the incident title")
+    assignee: str | None = Field(default=None, description="Person's name exactly as the human wrote it")
+    priority: Priority | None = Field(default=None, description="Only if the human asked for one")
+
+
+ToolKind = Literal["read", "final", "write"]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    args_model: type[BaseModel]
+    kind: ToolKind
+    # Hard cap on what a tool result may put into the model's context.
+    max_output_chars: int = 12_000
+
+    @property
+    def subject(self) -> str:
+        return subjects.tool_subject(self.name)
+
+
+FETCH_LOGS: Final = ToolSpec(
+    name="fetch_logs",
+    description=(
+        "Recent log lines of a service from the load balancer, compressed: grouped into templates "
+        "with counts, errors first, stack traces kept whole, secrets redacted."
+    ),
+    args_model=FetchLogsArgs,
+    kind="read",
+)
+COMPUTE_ERROR_RATE: Final = ToolSpec(
+    name="compute_error_rate",
+    description=(
+        "Current HTTP error rate (errors/requests over the last minute) of a service from Prometheus."
+    ),
+    args_model=ComputeErrorRateArgs,
+    kind="read",
+)
+FETCH_CODE: Final = ToolSpec(
+    name="fetch_code_from_github",
+    description=(
+        "Source code of a repository file around a line, with line numbers. Use the path from a stack frame."
+    ),
+    args_model=FetchCodeArgs,
+    kind="read",
+)
+SEND_DIAGNOSIS: Final = ToolSpec(
+    name="send_diagnosis",
+    description="Finish the investigation: the structured root-cause diagnosis sent to the on-call people.",
+    args_model=SendDiagnosisArgs,
+    kind="final",
+)
+CREATE_JIRA_TICKET: Final = ToolSpec(
+    name="create_jira_ticket",
+    description=(
+        "Create a Jira ticket for this incident. Only when the on-call person asked for it in their message."
+    ),
+    args_model=CreateJiraTicketArgs,
+    kind="write",
+)
+
+READ_TOOLS: Final = (FETCH_LOGS, COMPUTE_ERROR_RATE, FETCH_CODE)
+ALL_TOOLS: Final = (*READ_TOOLS, SEND_DIAGNOSIS, CREATE_JIRA_TICKET)
+TOOLS_BY_NAME: Final = {spec.name: spec for spec in ALL_TOOLS}
+
+
+def openai_tool(spec: ToolSpec) -> dict[str, Any]:
+    """The chat-completions `tools[]` entry for a spec."""
+    schema = spec.args_model.model_json_schema()
+    schema.pop("title", None)
+    return {
+        "type": "function",
+        "function": {"name": spec.name, "description": spec.description, "parameters": schema},
+    }
+
+
+def diagnosis_tools() -> list[dict[str, Any]]:
+    """Tools offered while diagnosing an alert: read-only ones and the final answer, no writes."""
+    return [openai_tool(s) for s in ALL_TOOLS if s.kind in ("read", "final")]
+
+
+def human_turn_tools() -> list[dict[str, Any]]:
+    """Tools offered in a human's turn: read-only ones and the write actions."""
+    return [openai_tool(s) for s in ALL_TOOLS if s.kind in ("read", "write")]
