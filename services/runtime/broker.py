@@ -18,12 +18,15 @@ class NatsUnreachable(RuntimeError):
     pass
 
 
-async def check_reachable(url: str, timeout: int = CONNECT_TIMEOUT_SECONDS) -> None:
+async def check_reachable(url: str, connect_timeout: int = CONNECT_TIMEOUT_SECONDS) -> None:
     """One quick connection attempt, so a wrong NATS_URL is reported at once instead of after
     the client's default 60 silent retries."""
     try:
         nc = await nats.connect(
-            url, connect_timeout=timeout, allow_reconnect=False, max_reconnect_attempts=0,
+            url,
+            connect_timeout=connect_timeout,
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
             name="oncall-probe",
         )
     except (OSError, nats.errors.Error, TimeoutError) as exc:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import nats.js.errors
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
-from faststream.nats.message import NatsMessage
+from faststream.nats.annotations import NatsMessage
 from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
@@ -41,7 +41,7 @@ class Bus:
 
     @property
     def js(self) -> JetStreamContext:
-        return self.broker.connection.jetstream()  # type: ignore[no-any-return]
+        return self.broker.connection.jetstream()
 
     async def declare(self) -> None:
         """Create or update every stream and bucket; safe to run from every replica."""
@@ -88,7 +88,10 @@ class Bus:
         """Publish to JetStream and wait for the ack; `msg_id` makes a repeat a no-op (dedup window)."""
         body = message.model_dump_json(by_alias=True).encode()
         ack = await self.broker.publish(
-            body, subject, headers={**JSON_HEADERS, "Nats-Msg-Id": msg_id}, timeout=5.0,
+            body,
+            subject,
+            headers={**JSON_HEADERS, "Nats-Msg-Id": msg_id},
+            timeout=5.0,
             stream=stream_of(subject).name,
         )
         assert ack is not None

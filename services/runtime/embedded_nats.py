@@ -49,9 +49,19 @@ class EmbeddedNats:
         ports_dir.mkdir(exist_ok=True)
         for stale in ports_dir.glob("*.ports"):
             stale.unlink()
-        args = [str(nats_server_binary()), "-a", self.host, "-p", "-1", "-js",
-                "-sd", str(self.store_dir / "jetstream"), "--ports_file_dir", str(ports_dir),
-                *self.extra_args]
+        args = [
+            str(nats_server_binary()),
+            "-a",
+            self.host,
+            "-p",
+            "-1",
+            "-js",
+            "-sd",
+            str(self.store_dir / "jetstream"),
+            "--ports_file_dir",
+            str(ports_dir),
+            *self.extra_args,
+        ]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.url = self._wait_ready(ports_dir)
         log.info("embedded nats-server ready at %s (store %s)", self.url, self.store_dir)

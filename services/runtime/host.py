@@ -72,8 +72,12 @@ class Host:
         routes = [route for parts in self._parts for route in parts.routes]
         app = build_http_app([*routes, *self.extra_routes], lambda: self._readiness(broker))
         config = uvicorn.Config(
-            app, host=self.settings.http_host, port=self.settings.http_port,
-            log_level="warning", access_log=False, lifespan="off",
+            app,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
         )
         self._server = uvicorn.Server(config)
         serving = asyncio.create_task(self._server.serve())

@@ -11,7 +11,9 @@ from starlette.routing import BaseRoute, Route
 from services.runtime import metrics
 
 
-def build_http_app(service_routes: Sequence[BaseRoute], is_ready: Callable[[], tuple[bool, str]]) -> Starlette:
+def build_http_app(
+    service_routes: Sequence[BaseRoute], is_ready: Callable[[], tuple[bool, str]]
+) -> Starlette:
     async def healthz(_: Request) -> Response:
         # Liveness only: a NATS outage must not make Kubernetes restart every pod.
         return JSONResponse({"status": "ok"})

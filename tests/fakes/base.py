@@ -10,7 +10,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -64,9 +64,19 @@ def json_response(status: int, payload: Any, headers: dict[str, str] | None = No
     )
 
 
+@dataclass
+class _Injected:
+    """A canned failure answered instead of normal handling, `times` more times."""
+
+    response: Response
+    times: int
+
+
 class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 keeps connections alive like the real vendors do; every response sets Content-Length.
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; without TCP_NODELAY delayed ACKs add ~40 ms per request.
+    disable_nagle_algorithm = True
     server: _Server
 
     def _serve(self) -> None:
@@ -127,7 +137,7 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, fake: FakeHTTPServer) -> None:
         self.fake = fake
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", 0), _Handler)  # port 0: the OS picks a free port
 
 
 class FakeHTTPServer:
@@ -137,6 +147,7 @@ class FakeHTTPServer:
         self.delay_seconds = delay_seconds
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
+        self._injected: list[_Injected] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -148,6 +159,21 @@ class FakeHTTPServer:
         with self._lock:
             return list(self._requests)
 
+    def _inject(self, response: Response, times: int) -> None:
+        with self._lock:
+            self._injected.append(_Injected(response, times))
+
+    def _take_injected(self) -> Response | None:
+        """Pop one use of the oldest injected failure, if any; subclasses call it after auth checks."""
+        with self._lock:
+            if not self._injected:
+                return None
+            entry = self._injected[0]
+            entry.times -= 1
+            if entry.times <= 0:
+                self._injected.pop(0)
+            return entry.response
+
     def _record(self, req: RecordedRequest) -> None:
         with self._lock:
             self._requests.append(req)
@@ -156,8 +182,7 @@ class FakeHTTPServer:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError(f"{type(self).__name__} is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     def start(self) -> Self:
         if self._server is None:
@@ -196,7 +221,8 @@ class FakeHTTPServer:
                 raise TimeoutError(f"{type(self).__name__}: condition not met within {timeout}s")
             time.sleep(0.01)
 
-    async def wait_for_async(self, predicate: Callable[[Self], bool], timeout: float = 10.0) -> None:
+    # Same signature as wait_for so tests read alike; hence the timeout parameter ruff would rather avoid.
+    async def wait_for_async(self, predicate: Callable[[Self], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Like wait_for, but yields to the event loop so the code under test keeps running."""
         deadline = time.monotonic() + timeout
         while not predicate(self):

@@ -103,22 +103,34 @@ class FakeOpenAI(FakeHTTPServer):
             return json_response(404, _error_body(404, f"Invalid URL ({req.method} {req.path})"))
         if req.headers.get("authorization") != f"Bearer {self.api_key}":
             return json_response(
-                401, _error_body(401, "Incorrect API key provided. You can find your API key at "
-                                      "https://platform.openai.com/account/api-keys.")
+                401,
+                _error_body(
+                    401,
+                    "Incorrect API key provided. You can find your API key at "
+                    "https://platform.openai.com/account/api-keys.",
+                ),
             )
         try:
             body = req.json()
         except ValueError:
+            body = None
+        if not isinstance(body, dict):
             return json_response(400, _error_body(400, "We could not parse the JSON body of your request."))
         for required in ("model", "messages"):
             if required not in body:
                 return json_response(
                     400, _error_body(400, f"Missing required parameter: '{required}'.", required)
                 )
+        messages = body["messages"]
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            return json_response(
+                400,
+                _error_body(400, "Invalid type for 'messages': expected an array of objects.", "messages"),
+            )
         if body.get("stream"):
             # Streaming is not implemented here; fail loudly instead of answering in the wrong format.
             return json_response(400, _error_body(400, "FakeOpenAI does not support stream=true.", "stream"))
-        if problem := _tool_call_error(body["messages"]):
+        if problem := _tool_call_error(messages):
             param, message = problem
             return json_response(400, _error_body(400, message, param))
 

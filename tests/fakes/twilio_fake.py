@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -15,15 +14,6 @@ API_VERSION = "2010-04-01"
 MAX_BODY_CHARS = 1600
 _MESSAGES_PATH = re.compile(rf"^/{API_VERSION}/Accounts/(?P<sid>[^/]+)/Messages\.json$")
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
-
-
-@dataclass
-class _Failure:
-    status: int
-    code: int
-    message: str
-    times: int
-    retry_after: int
 
 
 def twilio_error(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -49,7 +39,6 @@ class FakeTwilio(FakeHTTPServer):
         self.account_sid = account_sid
         self.auth_token = auth_token
         self._messages: list[dict[str, str]] = []
-        self._failures: list[_Failure] = []
 
     @property
     def messages(self) -> list[dict[str, str]]:
@@ -59,8 +48,8 @@ class FakeTwilio(FakeHTTPServer):
 
     def fail_next(self, status: int, code: int, message: str, times: int = 1, retry_after: int = 1) -> None:
         """Answer the next `times` authenticated message requests with this error (429 adds Retry-After)."""
-        with self._lock:
-            self._failures.append(_Failure(status, code, message, times, retry_after))
+        headers = {"Retry-After": str(retry_after)} if status == 429 else {}
+        self._inject(twilio_error(status, code, message, headers), times)
 
     def handle(self, req: RecordedRequest) -> Response:
         if req.basic_auth() != (self.account_sid, self.auth_token):
@@ -68,9 +57,8 @@ class FakeTwilio(FakeHTTPServer):
         match = _MESSAGES_PATH.match(req.path)
         if req.method != "POST" or not match or match["sid"] != self.account_sid:
             return twilio_error(404, 20404, f"The requested resource {req.path} was not found")
-        if failure := self._take_failure():
-            headers = {"Retry-After": str(failure.retry_after)} if failure.status == 429 else {}
-            return twilio_error(failure.status, failure.code, failure.message, headers)
+        if injected := self._take_injected():
+            return injected
 
         # Twilio reads only form parameters: any other body looks like no parameters at all.
         is_form = req.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
@@ -85,33 +73,25 @@ class FakeTwilio(FakeHTTPServer):
             self._messages.append({**fields, "sid": sid})
         return json_response(201, self._resource(sid, fields, media_count))
 
-    def _take_failure(self) -> _Failure | None:
-        with self._lock:
-            if not self._failures:
-                return None
-            failure = self._failures[0]
-            failure.times -= 1
-            if failure.times <= 0:
-                self._failures.pop(0)
-            return failure
-
     @staticmethod
     def _validate(fields: dict[str, str], media_count: int) -> Response | None:
         to, sender = fields.get("To", ""), fields.get("From", "")
         if not to:
             return twilio_error(400, 21604, "A 'To' phone number is required.")
         if not sender and not fields.get("MessagingServiceSid"):
-            return twilio_error(400, 21603, "A 'From' or 'MessagingServiceSid' parameter is required to send a message.")
+            return twilio_error(
+                400, 21603, "A 'From' or 'MessagingServiceSid' parameter is required to send a message."
+            )
         if sender.startswith("whatsapp:") and not _E164.match(sender.removeprefix("whatsapp:")):
             return twilio_error(
-                400, 21212, f"The 'From' number {sender} is not a valid phone number, shortcode, or alphanumeric sender ID."
+                400,
+                21212,
+                f"The 'From' number {sender} is not a valid phone number, shortcode, "
+                "or alphanumeric sender ID.",
             )
-        to_ok = (
-            to.startswith("whatsapp:") and _E164.match(to.removeprefix("whatsapp:"))
-            if sender.startswith("whatsapp:")
-            else _E164.match(to.removeprefix("whatsapp:"))
-        )
-        if not to_ok:
+        # A WhatsApp sender can only reach a WhatsApp address.
+        same_channel = to.startswith("whatsapp:") or not sender.startswith("whatsapp:")
+        if not (same_channel and _E164.match(to.removeprefix("whatsapp:"))):
             return twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         if not fields.get("Body") and not fields.get("ContentSid") and media_count == 0:
             return twilio_error(400, 21619, "A text message body or media urls must be specified.")

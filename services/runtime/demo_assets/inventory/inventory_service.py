@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 log = logging.getLogger("inventory.service")
 
-# Warm copy of the warehouse DB, refreshed every 30 s; new SKUs appear only after a refresh.
+# Warm copy of the warehouse DB, loaded at startup and by the nightly refresh_cache() job.
 _STOCK_CACHE: dict[str, dict[str, int]] = {
     "sku-10001": {"available": 42, "reserved": 3},
     "sku-10002": {"available": 7, "reserved": 0},

@@ -1,0 +1,74 @@
+"""Pure changes to the conversation record kept in KV (applied with compare-and-set)."""
+
+from services.contracts.models import AlertGroup, Conversation, Diagnosis, HumanTurn, utc_now
+
+
+def new_conversation(group: AlertGroup, incident_id: str) -> Conversation:
+    return with_alerts(
+        Conversation(
+            incident_id=incident_id,
+            group_key=group.group_key,
+            title=group.title,
+            service=group.service,
+            severity=group.common_labels.get("severity"),
+            generator_url=next((a.generator_url for a in group.alerts if a.generator_url), None),
+            runbook_url=group.annotation("runbook_url"),
+        ),
+        group,
+    )
+
+
+def with_alerts(conversation: Conversation, group: AlertGroup) -> Conversation:
+    return conversation.model_copy(
+        update={
+            "alerts": group.alerts,
+            "firing_fingerprints": sorted({a.fingerprint for a in group.firing}),
+            "truncated_alerts": group.truncated_alerts,
+            "updated_at": utc_now(),
+        }
+    )
+
+
+def needs_diagnosis(conversation: Conversation, group: AlertGroup) -> bool:
+    """A repeat of what was already diagnosed is not diagnosed again; new firing alerts are."""
+    if conversation.diagnosis is None:
+        return True
+    known = set(conversation.firing_fingerprints)
+    return any(a.fingerprint not in known for a in group.firing)
+
+
+def with_diagnosis(
+    conversation: Conversation,
+    group: AlertGroup,
+    diagnosis: Diagnosis,
+    evidence_summary: str,
+    error_rate: float | None,
+    llm_messages: list[dict[str, object]],
+) -> Conversation:
+    updated = with_alerts(conversation, group)
+    return updated.model_copy(
+        update={
+            "status": "diagnosed",
+            "diagnosis": diagnosis,
+            "diagnosis_revision": conversation.diagnosis_revision + 1,
+            "evidence_summary": evidence_summary,
+            "error_rate": error_rate,
+            "llm_messages": llm_messages,
+        }
+    )
+
+
+def resolved(conversation: Conversation) -> Conversation:
+    return conversation.model_copy(
+        update={"status": "resolved", "resolved_at": utc_now(), "updated_at": utc_now()}
+    )
+
+
+def with_turn(conversation: Conversation, turn: HumanTurn) -> Conversation:
+    if any(t.message_sid == turn.message_sid for t in conversation.turns):
+        return conversation
+    return conversation.model_copy(update={"turns": [*conversation.turns, turn], "updated_at": utc_now()})
+
+
+def has_turn(conversation: Conversation, message_sid: str) -> bool:
+    return any(t.message_sid == message_sid for t in conversation.turns)

@@ -1,0 +1,91 @@
+"""Evidence first: logs and error rate in parallel, then the code at the top stack frame."""
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from services.contracts import tools
+from services.contracts.models import AlertGroup, ToolResult
+from services.diagnoser.toolcalls import ToolCaller
+
+
+@dataclass
+class EvidenceItem:
+    tool: str
+    args: dict[str, Any]
+    result: ToolResult
+
+
+@dataclass
+class Evidence:
+    logs: EvidenceItem
+    error_rate: EvidenceItem
+    code: EvidenceItem | None
+
+    @property
+    def items(self) -> list[EvidenceItem]:
+        return [item for item in (self.logs, self.error_rate, self.code) if item is not None]
+
+
+def top_frame(logs: ToolResult) -> dict[str, Any] | None:
+    """The innermost application frame of the most frequent stack trace, as found by fetch_logs."""
+    if not logs.ok or not isinstance(logs.data, dict):
+        return None
+    frame = logs.data.get("top_frame")
+    if isinstance(frame, dict) and frame.get("file"):
+        return frame
+    return None
+
+
+async def gather_evidence(caller: ToolCaller, group: AlertGroup, incident_id: str) -> Evidence:
+    service = group.service
+    logs_args: dict[str, Any] = {"service": service}
+    rate_args: dict[str, Any] = {"service": service}
+    logs, rate = await asyncio.gather(
+        caller.call(tools.FETCH_LOGS.name, logs_args, incident_id),
+        caller.call(tools.COMPUTE_ERROR_RATE.name, rate_args, incident_id),
+    )
+    code: EvidenceItem | None = None
+    frame = top_frame(logs)
+    if frame is not None:
+        code_args: dict[str, Any] = {"file_path": frame["file"], "line": frame.get("line")}
+        code = EvidenceItem(
+            tools.FETCH_CODE.name, code_args, await caller.call(tools.FETCH_CODE.name, code_args, incident_id)
+        )
+    return Evidence(
+        logs=EvidenceItem(tools.FETCH_LOGS.name, logs_args, logs),
+        error_rate=EvidenceItem(tools.COMPUTE_ERROR_RATE.name, rate_args, rate),
+        code=code,
+    )
+
+
+def result_for_model(result: ToolResult, max_chars: int) -> str:
+    """A tool result as the model reads it, capped in size."""
+    payload = result.data if result.ok else {"error": result.error.model_dump() if result.error else None}
+    text = json.dumps(payload, default=str, ensure_ascii=False)
+    if len(text) > max_chars:
+        text = text[:max_chars] + f" …[cut: {len(text) - max_chars} more characters]"
+    return text
+
+
+def error_rate_of(evidence: Evidence) -> float | None:
+    data = evidence.error_rate.result.data
+    if evidence.error_rate.result.ok and isinstance(data, dict):
+        value = data.get("error_rate")
+        return float(value) if isinstance(value, int | float) else None
+    return None
+
+
+def summarize(evidence: Evidence) -> str:
+    """One line per evidence source, kept in the conversation for later human turns."""
+    lines = []
+    for item in evidence.items:
+        if item.result.ok:
+            lines.append(f"{item.tool}: ok")
+        elif item.result.error is not None:
+            lines.append(f"{item.tool}: {item.result.error.kind}: {item.result.error.message}")
+    rate = error_rate_of(evidence)
+    if rate is not None:
+        lines.append(f"error rate: {rate:.1%}")
+    return "\n".join(lines)

@@ -1,0 +1,95 @@
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from services.alert_ingest.incidents import next_group_entry
+from services.alert_ingest.webhook import Rejection, check_bearer, notification_id, parse_webhook, subject_status
+from services.contracts.models import AlertGroup
+
+FIXTURES = [
+    "alertmanager_webhook_real.json",
+    "alertmanager_webhook_real_mixed_resolved.json",
+    "alertmanager_webhook_real_prometheus_group.json",
+    "alertmanager_webhook_real_truncated.json",
+]
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_every_captured_webhook_parses(fixtures_dir: Path, name: str) -> None:
+    group = parse_webhook((fixtures_dir / name).read_bytes())
+    assert isinstance(group, AlertGroup)
+    assert group.group_key.endswith('{alertname="HighErrorRate", service="checkout"}')
+    assert group.service == "checkout"
+
+
+def test_the_raw_bytes_alertmanager_sent_parse(fixtures_dir: Path) -> None:
+    raw = json.loads((fixtures_dir / "alertmanager_webhook_real_headers.json").read_text())["raw_body"]
+    group = parse_webhook(raw.encode())
+    assert isinstance(group, AlertGroup)
+    assert group.alerts[0].ends_at is None  # Go's zero time means "no end"
+    assert "> 0.05" in group.common_annotations["description"]
+
+
+def test_per_alert_status_decides_firing(fixtures_dir: Path) -> None:
+    mixed = parse_webhook((fixtures_dir / "alertmanager_webhook_real_mixed_resolved.json").read_bytes())
+    assert isinstance(mixed, AlertGroup)
+    assert [a.status for a in mixed.alerts] == ["firing", "resolved"]
+    assert subject_status(mixed) == "firing"
+    truncated = parse_webhook((fixtures_dir / "alertmanager_webhook_real_truncated.json").read_bytes())
+    assert isinstance(truncated, AlertGroup) and truncated.truncated_alerts == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "names"),
+    [
+        (b"{oops", 400, "JSON"),
+        (b"[]", 422, "object"),
+        (b'{"version": "3", "alerts": []}', 422, "version"),
+        (b'{"version": "4", "alerts": {}}', 422, "alerts"),
+        (b'{"version": "4", "alerts": [{"status": "firing"}]}', 422, "alerts[0].labels"),
+        (b'{"version": "4", "alerts": [], "status": "firing"}', 422, "groupKey"),
+    ],
+)
+def test_bad_payloads_are_refused_with_a_readable_reason(body: bytes, status: int, names: str) -> None:
+    rejection = parse_webhook(body)
+    assert isinstance(rejection, Rejection)
+    assert rejection.status == status and names in rejection.reason
+
+
+def test_bearer_token_is_required_unless_anonymous_is_allowed() -> None:
+    assert check_bearer("Bearer s3cret", "s3cret", False) is None
+    assert check_bearer("bearer s3cret", "s3cret", False) is None
+    for header in (None, "", "Bearer wrong", "Basic czNjcmV0", "s3cret"):
+        rejected = check_bearer(header, "s3cret", False)
+        assert rejected is not None and rejected.status == 401
+    assert check_bearer(None, None, True) is None
+    assert check_bearer(None, None, False) is not None
+
+
+def test_a_repeat_has_the_same_notification_id_and_a_change_does_not(fixtures_dir: Path) -> None:
+    one = parse_webhook((fixtures_dir / "alertmanager_webhook_real.json").read_bytes())
+    grown = parse_webhook((fixtures_dir / "alertmanager_webhook_real_prometheus_group.json").read_bytes())
+    again = parse_webhook((fixtures_dir / "alertmanager_webhook_real.json").read_bytes())
+    assert isinstance(one, AlertGroup) and isinstance(grown, AlertGroup) and isinstance(again, AlertGroup)
+    assert notification_id(one) == notification_id(again)
+    assert notification_id(one) != notification_id(grown)
+
+
+def test_one_incident_per_group_until_resolved_then_a_new_one(fixtures_dir: Path) -> None:
+    firing = parse_webhook((fixtures_dir / "alertmanager_webhook_real.json").read_bytes())
+    assert isinstance(firing, AlertGroup)
+    first = next_group_entry(None, firing)
+    assert first is not None and first.status == "open"
+    assert next_group_entry(first, firing) is None  # same incident
+    resolved = firing.model_copy(
+        update={"status": "resolved", "alerts": [a.model_copy(update={"status": "resolved"}) for a in firing.alerts]}
+    )
+    closed = next_group_entry(first, resolved)
+    assert closed is not None and closed.status == "resolved" and closed.incident_id == first.incident_id
+    refired = firing.model_copy(
+        update={"alerts": [a.model_copy(update={"starts_at": datetime(2026, 11, 25, tzinfo=UTC)}) for a in firing.alerts]}
+    )
+    reopened = next_group_entry(closed, refired)
+    assert reopened is not None and reopened.status == "open" and reopened.incident_id != first.incident_id
