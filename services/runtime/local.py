@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import nats
 from nats.aio.msg import Msg
+from pydantic import SecretStr
 
 from services.contracts import subjects
 from services.contracts.models import HumanReplied, IncidentDiagnosed, incident_tag
@@ -51,7 +52,7 @@ def demo_settings(settings: Settings) -> Settings:
             "code_dir": code_dir,
             "github_owner": None,
             "github_repo": None,
-            "ingest_token": settings.ingest_token or secrets.token_urlsafe(24),
+            "ingest_token": settings.ingest_token or SecretStr(secrets.token_urlsafe(24)),
         }
     )
 

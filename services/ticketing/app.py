@@ -1,0 +1,40 @@
+"""Ticketing wiring: the durable consumer of ticket requests and the one Jira client."""
+
+import logging
+
+from services.contracts import consumers
+from services.contracts.models import TicketCreated, TicketFailed, TicketRequested
+from services.runtime import bus
+from services.runtime.service import ServiceContext, ServiceParts
+from services.runtime.settings import Settings
+from services.ticketing.jira import JiraClient
+from services.ticketing.tickets import NOT_CONFIGURED, handle_ticket_request
+
+log = logging.getLogger("oncall.ticketing")
+
+
+def wire(ctx: ServiceContext) -> ServiceParts:
+    settings = ctx.settings
+    jira = jira_client(settings)
+    if jira is None:
+        log.warning("%s; ticket requests will be answered with that reason", NOT_CONFIGURED)
+
+    async def on_ticket_requested(req: TicketRequested) -> TicketCreated | TicketFailed:
+        return await handle_ticket_request(
+            req, ctx.bus, jira, settings.jira_project_key, settings.jira_issue_type
+        )
+
+    bus.subscribe_durable(
+        ctx.broker, ctx.bus, consumers.TICKETING_REQUESTED, TicketRequested, on_ticket_requested
+    )
+    parts = ServiceParts()
+    if jira is not None:
+        parts.on_stop.append(jira.aclose)
+    return parts
+
+
+def jira_client(settings: Settings) -> JiraClient | None:
+    if not settings.jira_configured:
+        return None
+    assert settings.jira_url and settings.jira_email and settings.jira_api_token  # jira_configured
+    return JiraClient(settings.jira_url, settings.jira_email, settings.jira_api_token.get_secret_value())

@@ -1,0 +1,217 @@
+"""Jira Cloud REST v3 client: one class, a few verbs, one retry policy (external-apis.md §4).
+
+Auth is basic `email:api_token`; the token lives only inside the httpx client and is never
+logged nor put in an error message.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+
+log = logging.getLogger("oncall.ticketing.jira")
+
+MAX_ATTEMPTS = 3
+# Retries stop before a wait would take the whole call past this budget, well inside the
+# consumer's ack wait; the consumer's own redelivery backoff takes over from there.
+MAX_RETRY_SECONDS = 30.0
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+MAX_MESSAGE_CHARS = 500
+# Statuses where Jira turned the request away before acting on it: safe to resend even a create.
+_REJECTED_UNPROCESSED = frozenset({429, 503})
+_STATUS_HINTS = {
+    401: "Jira rejected the credentials: check JIRA_EMAIL and JIRA_API_TOKEN",
+    403: "the Jira account lacks the permission for this",
+    404: "not found in Jira: check JIRA_URL and JIRA_PROJECT_KEY",
+}
+
+
+class JiraError(Exception):
+    """A failed Jira call. `status` is None when no response came back (connection, timeout)."""
+
+    def __init__(
+        self, status: int | None, message: str, retry_after: float | None = None, sent: bool = True
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+        # False only when the request provably never reached Jira (connection refused, ...).
+        self.sent = sent
+
+    @property
+    def transient(self) -> bool:
+        """Worth trying again later: rate limits, Jira's 5xx and network trouble. Other 4xx are final."""
+        return self.status is None or self.status == 429 or self.status >= 500
+
+    def __str__(self) -> str:
+        return f"Jira {self.status or 'unreachable'}: {self.message}"
+
+
+@dataclass(frozen=True)
+class JiraUser:
+    account_id: str
+    display_name: str
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class CreatedIssue:
+    id: str
+    key: str
+    self_url: str
+
+
+class JiraClient:
+    def __init__(self, url: str, email: str, api_token: str, timeout: httpx.Timeout = TIMEOUT) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            auth=(email, api_token),
+            timeout=timeout,
+            headers={"Accept": "application/json", "User-Agent": "oncall-agent"},
+        )
+
+    def __repr__(self) -> str:
+        return f"JiraClient({self.url!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def browse_url(self, key: str) -> str:
+        return f"{self.url}/browse/{key}"
+
+    async def find_assignable_users(self, project_key: str, query: str) -> list[JiraUser]:
+        """Active users who can be assigned issues in the project, matched by name or email prefix."""
+        found = await self._call(
+            "GET",
+            "/rest/api/3/user/assignable/search",
+            idempotent=True,
+            params={"project": project_key, "query": query},
+        )
+        if not isinstance(found, list):
+            raise JiraError(200, f"unexpected answer to a user search: {str(found)[:200]}")
+        return [
+            JiraUser(u["accountId"], display_name=u.get("displayName", ""), email=u.get("emailAddress"))
+            for u in found
+            if isinstance(u, dict) and u.get("active", True) and u.get("accountId")
+        ]
+
+    async def create_issue(self, fields: dict[str, Any]) -> CreatedIssue:
+        body = await self._call("POST", "/rest/api/3/issue", idempotent=False, json={"fields": fields})
+        if not isinstance(body, dict) or not body.get("key"):
+            raise JiraError(201, f"unexpected answer to an issue create: {str(body)[:200]}")
+        return CreatedIssue(id=str(body.get("id", "")), key=body["key"], self_url=body.get("self", ""))
+
+    async def _call(self, method: str, path: str, idempotent: bool, **kwargs: Any) -> Any:
+        """One request under the retry policy. A create is resent only when Jira provably did not act
+        on it (429/503, or no connection): after a lost response a resend could duplicate the issue."""
+
+        def should_retry(exc: BaseException) -> bool:
+            return (
+                isinstance(exc, JiraError)
+                and exc.transient
+                and (idempotent or not exc.sent or exc.status in _REJECTED_UNPROCESSED)
+            )
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(should_retry),
+            stop=stop_after_attempt(MAX_ATTEMPTS) | stop_before_delay(MAX_RETRY_SECONDS),
+            wait=_wait_retry_after,
+            before_sleep=_log_retry(method, path),
+            reraise=True,
+        )
+        return await retrying(self._send, method, path, **kwargs)
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise JiraError(None, f"cannot connect to {self.url} ({type(exc).__name__})", sent=False) from exc
+        except httpx.TransportError as exc:
+            raise JiraError(None, f"no answer from {self.url} ({type(exc).__name__})") from exc
+        if not response.is_success:
+            raise JiraError(
+                response.status_code,
+                error_message(response),
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        try:
+            return response.json()
+        except ValueError:
+            # Typically a login or proxy page: the URL is not a Jira site root.
+            raise JiraError(
+                response.status_code, f"{self.url} did not answer like Jira (not JSON): check JIRA_URL"
+            ) from None
+
+
+def error_message(response: httpx.Response) -> str:
+    """Jira's ErrorCollection in plain words: the messages, then `field: message` pairs."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    parts: list[str] = []
+    if isinstance(body, dict):
+        parts += [str(m) for m in body.get("errorMessages") or [] if m]
+        errors = body.get("errors")
+        if isinstance(errors, dict):
+            parts += [f"{field}: {message}" for field, message in errors.items()]
+    detail = "; ".join(parts)
+    hint = _STATUS_HINTS.get(response.status_code)
+    if hint:
+        message = f"{hint} ({detail})" if detail else hint
+    else:
+        message = detail or f"HTTP {response.status_code} {response.reason_phrase}".strip()
+    return message[:MAX_MESSAGE_CHARS]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+_backoff = wait_exponential_jitter(multiplier=0.5, jitter=0.5, max=8.0)
+
+
+def _wait_retry_after(state: RetryCallState) -> float:
+    """Jira's Retry-After when it gave one, else exponential backoff with jitter."""
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, JiraError) and exc.retry_after is not None:
+        return exc.retry_after
+    return float(_backoff(state))
+
+
+def _log_retry(method: str, path: str) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "%s %s failed (try %d): %s; retrying in %.1fs", method, path, state.attempt_number, exc, wait
+        )
+
+    return before_sleep

@@ -1,0 +1,159 @@
+"""Wiring of the tools service: one core-NATS responder per read-only tool of the registry.
+
+Every request gets a `ToolResult` back, never an exception: a responder that raises sends no
+reply and the diagnoser would only see a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from faststream.nats.annotations import NatsMessage
+from pydantic import BaseModel, ValidationError
+
+from services.contracts import subjects, tools
+from services.contracts.models import ToolRequest, ToolResult
+from services.contracts.tools import ToolSpec
+from services.runtime import metrics
+from services.runtime.service import ServiceContext, ServiceParts
+from services.runtime.settings import Settings
+from services.tools.errors import BackendError
+from services.tools.github import CodeClient, CodeSource, GitHubContents, LocalCheckout
+from services.tools.logs import LogsClient, fetch_logs
+from services.tools.prometheus import PrometheusClient
+
+log = logging.getLogger("oncall.tools")
+
+USER_AGENT = "oncall-agent-tools"
+CONNECT_TIMEOUT_SECONDS = 3.0
+
+Runner = Callable[[Any], Awaitable[Any]]
+
+
+def wire(ctx: ServiceContext) -> ServiceParts:
+    settings = ctx.settings
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            settings.tool_timeout_seconds, connect=min(CONNECT_TIMEOUT_SECONDS, settings.tool_timeout_seconds)
+        ),
+        headers={"User-Agent": USER_AGENT},
+    )
+    runners = make_runners(settings, http)
+    for spec in tools.READ_TOOLS:
+        missing = _not_configured(f"{spec.name} is not implemented by this tools service")
+        _respond(ctx, spec, runners.get(spec.name, missing))
+    return ServiceParts(routes=[], on_start=[], on_stop=[http.aclose])
+
+
+def make_runners(settings: Settings, http: httpx.AsyncClient) -> dict[str, Runner]:
+    """Each tool's implementation, given its validated args model; unset backends answer not_configured."""
+    runners: dict[str, Runner] = {}
+    if settings.lb_url:
+        logs = LogsClient(settings.lb_url, http)
+        cap = tools.FETCH_LOGS.max_output_chars
+        runners[tools.FETCH_LOGS.name] = lambda args: fetch_logs(logs, args, cap)
+    else:
+        runners[tools.FETCH_LOGS.name] = _not_configured("LB_URL is not set, so there is no log source")
+    if settings.prom_url:
+        prometheus = PrometheusClient(settings.prom_url, http)
+        runners[tools.COMPUTE_ERROR_RATE.name] = lambda args: prometheus.error_rate(args.service)
+    else:
+        runners[tools.COMPUTE_ERROR_RATE.name] = _not_configured("PROM_URL is not set")
+    source = code_source(settings, http)
+    if source is not None:
+        code = CodeClient(source, tools.FETCH_CODE.max_output_chars)
+        runners[tools.FETCH_CODE.name] = lambda a: code.fetch(a.file_path, a.line, a.context_lines)
+    else:
+        runners[tools.FETCH_CODE.name] = _not_configured(
+            "no code source: set CODE_DIR, or GITHUB_OWNER and GITHUB_REPO (and GITHUB_TOKEN if private)"
+        )
+    return runners
+
+
+def code_source(settings: Settings, http: httpx.AsyncClient) -> CodeSource | None:
+    """CODE_DIR wins when both are set: it is the explicit local choice (and needs no network)."""
+    if settings.code_dir is not None:
+        return LocalCheckout(settings.code_dir)
+    if settings.github_owner and settings.github_repo:
+        token = settings.github_token.get_secret_value() if settings.github_token else None
+        return GitHubContents(
+            http, settings.github_api_url, settings.github_owner, settings.github_repo,
+            settings.github_ref, token,
+        )
+    return None
+
+
+def _not_configured(reason: str) -> Runner:
+    async def run(_: Any) -> Any:
+        raise BackendError("not_configured", reason)
+
+    return run
+
+
+def _respond(ctx: ServiceContext, spec: ToolSpec, run: Runner) -> None:
+    @ctx.broker.subscriber(
+        spec.subject,
+        queue=subjects.TOOLS_QUEUE,
+        max_workers=ctx.settings.tool_max_workers,
+        title=f"tools.{spec.name}",
+    )
+    async def respond(msg: NatsMessage) -> ToolResult:
+        return await answer(spec, run, msg.body, ctx.settings.tool_timeout_seconds)
+
+
+async def answer(spec: ToolSpec, run: Runner, body: bytes, time_limit: float) -> ToolResult:
+    """One tool request, start to finish: parse, validate, run with a deadline, count."""
+    started = time.perf_counter()
+    result = await _outcome(spec, run, body, time_limit)
+    result.elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+    outcome = result.error.kind if result.error else "ok"
+    metrics.tool_calls.labels(tool=spec.name, outcome=outcome).inc()
+    return result
+
+
+async def _outcome(spec: ToolSpec, run: Runner, body: bytes, time_limit: float) -> ToolResult:
+    try:
+        request = ToolRequest.model_validate_json(body)
+    except ValidationError as exc:
+        message = f"the request is not a ToolRequest: {_describe(exc)}"
+        return ToolResult.failure(spec.name, "bad_request", message)
+    try:
+        args = parse_args(spec, request.args)
+        data = await asyncio.wait_for(run(args), time_limit)
+    except BackendError as exc:
+        log.warning("%s failed (%s), incident %s: %s", spec.name, exc.kind, request.incident_id, exc.message)
+        return ToolResult.failure(spec.name, exc.kind, exc.message, exc.retry_after)
+    except TimeoutError:
+        log.warning("%s timed out after %ss, incident %s", spec.name, time_limit, request.incident_id)
+        return ToolResult.failure(spec.name, "timeout", f"{spec.name} did not finish within {time_limit:g}s")
+    except Exception as exc:
+        log.exception("%s crashed for incident %s", spec.name, request.incident_id)
+        return ToolResult.failure(spec.name, "internal", f"{type(exc).__name__}: {exc}")
+    return ToolResult.success(spec.name, data)
+
+
+def parse_args(spec: ToolSpec, args: dict[str, Any]) -> BaseModel:
+    """The spec's args model; unknown names are refused so a misspelt filter is not silently ignored."""
+    fields = spec.args_model.model_fields
+    known = set(fields) | {f.alias for f in fields.values() if f.alias}
+    unknown = sorted(set(args) - known)
+    if unknown:
+        raise BackendError(
+            "bad_request",
+            f"unknown argument(s) {', '.join(unknown)} for {spec.name}; expected: {', '.join(fields)}",
+        )
+    try:
+        return spec.args_model.model_validate(args)
+    except ValidationError as exc:
+        raise BackendError("bad_request", f"invalid arguments for {spec.name}: {_describe(exc)}") from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
+    )

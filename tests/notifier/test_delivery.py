@@ -1,0 +1,259 @@
+"""Delivery: every on-call number gets each notification once, through Twilio or the console."""
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+
+import pytest
+from fakes import FakeTwilio
+
+from services.contracts import consumers, streams, subjects
+from services.contracts.models import Diagnosis, IncidentDiagnosed, TicketFailed
+from services.notifier import delivery
+from services.notifier.app import wire
+from services.notifier.console import ConsoleChannel
+from services.notifier.delivery import SendError, deliver, incident_of_message, kv_key, recipients
+from services.notifier.whatsapp import WhatsAppClient
+from services.runtime import metrics
+from services.runtime.bus import Bus, PermanentError
+from services.runtime.service import ServiceContext
+from services.runtime.settings import Settings
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def channel(settings: Settings) -> WhatsAppClient:
+    return WhatsAppClient.from_settings(settings)
+
+
+@pytest.fixture
+def on_call(settings: Settings) -> list[str]:
+    assert len(settings.user_whatsapp_numbers) == 2
+    return settings.user_whatsapp_numbers
+
+
+def unique(prefix: str) -> str:
+    # The nats-server lives for the whole session: keys must not collide between tests.
+    return f"{prefix}.{uuid.uuid4().hex[:12]}"
+
+
+def sends(outcome: str) -> float:
+    labels = {"channel": "whatsapp", "outcome": outcome}
+    return metrics.REGISTRY.get_sample_value("oncall_whatsapp_messages_total", labels) or 0.0
+
+
+def addressees(twilio: FakeTwilio) -> list[str]:
+    return [m["To"].removeprefix("whatsapp:") for m in twilio.messages]
+
+
+async def test_every_on_call_number_gets_the_message(
+    bus: Bus, twilio: FakeTwilio, channel: WhatsAppClient, on_call: list[str], settings: Settings
+) -> None:
+    await deliver(bus, channel, on_call, unique("diag"), "a1b2c3", "🚨 *Incident diagnosis* #a1b2c3")
+
+    assert sorted(addressees(twilio)) == sorted(on_call)
+    assert {m["To"][:10] for m in twilio.messages} == {"whatsapp:+"}
+    assert {m["From"] for m in twilio.messages} == {f"whatsapp:{settings.twilio_whatsapp_number}"}
+    assert {m["Body"] for m in twilio.messages} == {"🚨 *Incident diagnosis* #a1b2c3"}
+
+
+async def test_a_replayed_notification_sends_nothing_twice(
+    bus: Bus, twilio: FakeTwilio, channel: WhatsAppClient, on_call: list[str]
+) -> None:
+    key = unique("diag")
+    duplicates_before = sends("duplicate")
+
+    await deliver(bus, channel, on_call, key, "a1b2c3", "first delivery")
+    await deliver(bus, channel, on_call, key, "a1b2c3", "first delivery")
+
+    assert sorted(addressees(twilio)) == sorted(on_call)
+    assert sends("duplicate") - duplicates_before == len(on_call)
+
+
+async def test_the_sid_of_each_message_leads_back_to_its_incident(
+    bus: Bus, twilio: FakeTwilio, channel: WhatsAppClient, on_call: list[str]
+) -> None:
+    await deliver(bus, channel, on_call[:1], unique("diag"), "c0ffee", "text #c0ffee")
+
+    (message,) = twilio.messages
+    assert await incident_of_message(bus, message["sid"]) == "c0ffee"
+    assert await incident_of_message(bus, "SM" + "0" * 32) is None
+
+
+async def test_a_bad_number_does_not_block_the_others(
+    bus: Bus, twilio: FakeTwilio, channel: WhatsAppClient, on_call: list[str]
+) -> None:
+    failures_before = sends("failed_permanent")
+    twilio.fail_next(400, 21211, "The 'To' number is not a valid phone number.")  # the first recipient
+
+    await deliver(bus, channel, on_call, unique("diag"), "a1b2c3", "hello")
+
+    assert addressees(twilio) == [on_call[1]]
+    assert sends("failed_permanent") - failures_before == 1
+
+
+async def test_nobody_reachable_is_dead_lettered(
+    bus: Bus, twilio: FakeTwilio, channel: WhatsAppClient, on_call: list[str]
+) -> None:
+    twilio.fail_next(400, 63007, "Twilio could not find a Channel with the specified From address", times=2)
+
+    with pytest.raises(PermanentError):
+        await deliver(bus, channel, on_call, unique("diag"), "a1b2c3", "hello")
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, 20429), (503, 20500)])
+async def test_a_transient_failure_is_retried_and_only_the_missing_send_is_made(
+    bus: Bus, twilio: FakeTwilio, channel: WhatsAppClient, on_call: list[str], status: int, code: int
+) -> None:
+    key = unique("resolved")
+    twilio.fail_next(status, code, "try later")  # the first recipient
+
+    with pytest.raises(SendError) as raised:
+        await deliver(bus, channel, on_call, key, "a1b2c3", "resolved")
+    assert not raised.value.permanent
+    assert raised.value.code == code
+    assert addressees(twilio) == [on_call[1]]  # the other was not held back
+
+    await deliver(bus, channel, on_call, key, "a1b2c3", "resolved")  # what the redelivery does
+
+    assert sorted(addressees(twilio)) == sorted(on_call)
+
+
+async def test_twilio_unreachable_is_transient(
+    bus: Bus, make_settings: Callable[..., Settings], on_call: list[str]
+) -> None:
+    unreachable = WhatsAppClient.from_settings(make_settings(TWILIO_API_BASE_URL="http://127.0.0.1:9"))
+
+    with pytest.raises(SendError) as raised:
+        await deliver(bus, unreachable, on_call[:1], unique("text"), None, "x")
+
+    assert not raised.value.permanent
+
+
+async def test_a_long_text_arrives_in_ordered_parts_once(
+    bus: Bus, twilio: FakeTwilio, channel: WhatsAppClient, on_call: list[str]
+) -> None:
+    key = unique("text")
+    text = "\n".join(f"{i:03d} " + "evidence " * 20 for i in range(30))  # ~5500 characters
+
+    await deliver(bus, channel, on_call[:1], key, "a1b2c3", text)
+    await deliver(bus, channel, on_call[:1], key, "a1b2c3", text)
+
+    bodies = [m["Body"] for m in twilio.messages]
+    assert len(bodies) == 4
+    assert all(len(b) <= 1600 for b in bodies)
+    assert [b.rsplit("\n", 1)[1] for b in bodies] == [f"({i}/4) #a1b2c3" for i in range(1, 5)]
+    for message in twilio.messages:  # a reply to any part finds the incident
+        assert await incident_of_message(bus, message["sid"]) == "a1b2c3"
+
+
+async def test_a_second_delivery_racing_the_first_does_not_send_again(
+    bus: Bus, make_settings: Callable[..., Settings], on_call: list[str]
+) -> None:
+    with FakeTwilio(delay_seconds=0.5) as slow:
+        channel = WhatsAppClient.from_settings(make_settings(TWILIO_API_BASE_URL=slow.url))
+        key = unique("diag")
+
+        results = await asyncio.gather(
+            deliver(bus, channel, on_call[:1], key, "a1b2c3", "x"),
+            deliver(bus, channel, on_call[:1], key, "a1b2c3", "x"),
+            return_exceptions=True,
+        )
+
+        assert len(slow.messages) == 1
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 1
+    assert isinstance(errors[0], SendError)
+    assert not errors[0].permanent  # the loser's event is redelivered later, and finds it sent
+
+
+async def test_a_failed_send_releases_its_claim(
+    bus: Bus, twilio: FakeTwilio, channel: WhatsAppClient, on_call: list[str]
+) -> None:
+    key = unique("text")
+    twilio.fail_next(500, 20500, "Internal Server Error")
+
+    with pytest.raises(SendError):
+        await deliver(bus, channel, on_call[:1], key, None, "x")
+    await deliver(bus, channel, on_call[:1], key, None, "x")  # at once: no lease left to wait for
+
+    assert len(twilio.messages) == 1
+
+
+def test_keys_are_valid_kv_keys_and_stay_distinct() -> None:
+    assert kv_key("sent.diag.a1b2c3.2.15551230001") == "sent.diag.a1b2c3.2.15551230001"
+    odd = kv_key("sent.text.from oncall reply: 1.15551230001")
+    assert all(c.isalnum() or c in "-/_=." for c in odd)
+    assert odd != kv_key("sent.text.from_oncall_reply__1.15551230001")
+    empty_tokens = kv_key("sent.text..x.")
+    assert ".." not in empty_tokens
+    assert not empty_tokens.endswith(".")
+
+
+def test_recipients(on_call: list[str]) -> None:
+    assert recipients(on_call, console_mode=False) == on_call
+    assert recipients([], console_mode=False) == []
+    assert recipients([], console_mode=True) == [delivery.CONSOLE_RECIPIENT]
+    # An answer for one person goes to that person only, and never outside the on-call list.
+    assert recipients(on_call, False, [f"whatsapp:{on_call[1]}"]) == [on_call[1]]
+    assert recipients(on_call, False, ["+15559999999", "not a number"]) == []
+    assert recipients([], True, ["+15559999999"]) == ["+15559999999"]
+
+
+async def test_console_channel_prints_and_mirrors_on_nats(
+    bus: Bus, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mirrored = await bus.broker.connection.subscribe(subjects.CONSOLE_OUT)
+
+    sid = await ConsoleChannel(bus.broker).send("+15551230001", "✅ *Resolved* #a1b2c3")
+
+    printed = capsys.readouterr().out
+    assert "── WhatsApp to +15551230001 ──" in printed
+    assert "\n✅ *Resolved* #a1b2c3\n" in printed
+    assert sid.startswith("CONSOLE")
+    assert len(sid) == len("CONSOLE") + 28
+    msg = await mirrored.next_msg(timeout=2)
+    assert json.loads(msg.data) == {"to": "+15551230001", "body": "✅ *Resolved* #a1b2c3", "sid": sid}
+    await mirrored.unsubscribe()
+
+
+async def test_events_on_the_bus_reach_whatsapp_once(
+    private_bus: Bus, twilio: FakeTwilio, settings: Settings, on_call: list[str]
+) -> None:
+    """The wired service: a diagnosis published twice (a replay with a new message id) and a
+    ticket failure each reach every on-call number once."""
+    bus = private_bus
+    wire(ServiceContext(settings=settings, broker=bus.broker, bus=bus))
+    await bus.broker.start()
+    event = IncidentDiagnosed(
+        incident_id="d1a600",
+        title="HighErrorRate on inventory",
+        diagnosis=Diagnosis(root_cause="None cache entry", method="rules"),
+    )
+    failed = TicketFailed(request_id="req-1", incident_id="d1a600", reason="Jira is not configured.")
+
+    await bus.publish_event(subjects.INCIDENTS_DIAGNOSED, event, msg_id="diag-d1a600-1")
+    await bus.publish_event(subjects.INCIDENTS_DIAGNOSED, event, msg_id="replayed-by-hand")
+    await bus.publish_event(subjects.TICKETS_FAILED, failed, msg_id="ticketfail-req-1")
+
+    await twilio.wait_for_async(lambda fake: len(fake.messages) >= 2 * len(on_call))
+    await _wait_until_handled(bus, consumers.NOTIFIER_DIAGNOSED.durable, messages=2)
+    bodies = [m["Body"] for m in twilio.messages]
+    assert len(bodies) == 2 * len(on_call)
+    assert sum(b.startswith("🚨 *Incident diagnosis* #d1a600") for b in bodies) == len(on_call)
+    assert sum(b.startswith("⚠️ *Jira task not created* #d1a600") for b in bodies) == len(on_call)
+
+
+async def _wait_until_handled(bus: Bus, durable: str, messages: int) -> None:
+    for _ in range(200):
+        info = await bus.js.consumer_info(streams.EVENTS.name, durable)
+        if info.delivered and (info.delivered.consumer_seq or 0) >= messages and not info.num_ack_pending:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{durable} did not handle {messages} messages")
+

@@ -1,0 +1,228 @@
+"""fetch_code_from_github over both sources: the GitHub contents API (fake) and a local checkout."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fakes.github_fake import FakeGitHub
+
+from services.runtime.demo import DEMO_BUGGY_FILE, DEMO_BUGGY_LINE, install_demo_code
+from services.tools.errors import BackendError
+from services.tools.github import (
+    CodeClient,
+    GitHubContents,
+    LocalCheckout,
+    candidate_paths,
+    github_error,
+    numbered_window,
+)
+
+FRAME_PATH = f"/app/{DEMO_BUGGY_FILE}"  # as printed in the demo service's tracebacks
+TOKEN = "ghp_test"
+
+
+@pytest.fixture
+def code_dir(tmp_path: Path) -> Path:
+    return install_demo_code(tmp_path / "checkout")
+
+
+@pytest.fixture
+def demo_source(code_dir: Path) -> str:
+    return (code_dir / DEMO_BUGGY_FILE).read_text()
+
+
+@pytest.fixture
+def github(demo_source: str) -> Iterator[FakeGitHub]:
+    files = {
+        DEMO_BUGGY_FILE: demo_source,
+        "inventory/settings.py": "DSN = 'postgres://app:hunter2@db/shop'\n",
+    }
+    with FakeGitHub(token=TOKEN, owner="acme", repo="inventory", files=files, ref="main") as fake:
+        yield fake
+
+
+def contents(fake: FakeGitHub, http: httpx.AsyncClient, token: str | None = TOKEN) -> GitHubContents:
+    return GitHubContents(http, fake.url, "acme", "inventory", "main", token)
+
+
+@pytest.mark.parametrize(
+    ("file_path", "candidates"),
+    [
+        (
+            "/app/inventory/inventory_service.py",
+            ["app/inventory/inventory_service.py", "inventory/inventory_service.py", "inventory_service.py"],
+        ),
+        (
+            "/usr/src/app/inventory/inventory_service.py",
+            [
+                "usr/src/app/inventory/inventory_service.py",
+                "src/app/inventory/inventory_service.py",
+                "app/inventory/inventory_service.py",
+                "inventory/inventory_service.py",
+            ],
+        ),
+        ("inventory/inventory_service.py", ["inventory/inventory_service.py", "inventory_service.py"]),
+        ("./inventory//inventory_service.py", ["inventory/inventory_service.py", "inventory_service.py"]),
+        ("C:\\app\\svc.py", ["app/svc.py", "svc.py"]),
+    ],
+)
+def test_candidate_paths_drop_leading_components(file_path: str, candidates: list[str]) -> None:
+    assert candidate_paths(file_path) == candidates
+
+
+@pytest.mark.parametrize("file_path", ["../etc/passwd", "inventory/../../secret", "/", "", "a\x00b"])
+def test_candidate_paths_refuse_traversal_and_nothing(file_path: str) -> None:
+    with pytest.raises(BackendError) as raised:
+        candidate_paths(file_path)
+    assert raised.value.kind == "bad_request"
+    assert "file_path" in raised.value.message
+
+
+def test_numbered_window_marks_the_line() -> None:
+    text = "".join(f"line {n}\n" for n in range(1, 121))
+
+    window = numbered_window(text, 100, 2, 10_000)
+
+    assert window == {
+        "start_line": 98,
+        "end_line": 102,
+        "total_lines": 120,
+        "code": "   98 | line 98\n   99 | line 99\n> 100 | line 100\n  101 | line 101\n  102 | line 102\n",
+    }
+
+
+def test_numbered_window_edges() -> None:
+    text = "a\nb\nc\n"
+    assert numbered_window(text, 1, 5, 1000)["code"] == "> 1 | a\n  2 | b\n  3 | c\n"
+    assert numbered_window(text, None, 0, 1000)["code"] == "  1 | a\n"
+    with pytest.raises(BackendError, match="past the end"):
+        numbered_window(text, 4, 5, 1000)
+
+
+def test_numbered_window_shrinks_to_the_budget_around_the_line() -> None:
+    text = "".join(f"{'x' * 50}\n" for _ in range(100))
+    window = numbered_window(text, 50, 40, 600)
+    assert len(window["code"]) <= 600
+    assert window["start_line"] <= 50 <= window["end_line"]
+    assert abs((50 - window["start_line"]) - (window["end_line"] - 50)) <= 1
+
+
+async def test_local_checkout_finds_a_stack_frame_path(code_dir: Path) -> None:
+    result = await CodeClient(LocalCheckout(code_dir)).fetch(FRAME_PATH, DEMO_BUGGY_LINE, 3)
+
+    assert {k: result[k] for k in ("path", "ref", "start_line", "end_line", "line")} == {
+        "path": DEMO_BUGGY_FILE,
+        "ref": "local",
+        "start_line": 44,
+        "end_line": 50,
+        "line": 47,
+    }
+    assert '> 47 |     available = entry["available"] - entry["reserved"]\n' in result["code"]
+    assert result["total_lines"] == len((code_dir / DEMO_BUGGY_FILE).read_text().splitlines())
+
+
+async def test_local_checkout_not_found_lists_what_was_tried(code_dir: Path) -> None:
+    with pytest.raises(BackendError) as raised:
+        await CodeClient(LocalCheckout(code_dir)).fetch("/app/billing/invoice.py", 3)
+    assert raised.value.kind == "not_found"
+    assert "app/billing/invoice.py, billing/invoice.py, invoice.py" in raised.value.message
+
+
+async def test_local_checkout_refuses_symlinks_out_of_the_dir(tmp_path: Path, code_dir: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret\n")
+    os.symlink(outside, code_dir / "leak.py")
+    with pytest.raises(BackendError) as raised:
+        await CodeClient(LocalCheckout(code_dir)).fetch("leak.py", 1)
+    assert raised.value.kind == "bad_request"
+
+
+async def test_local_checkout_redacts_secrets(code_dir: Path) -> None:
+    (code_dir / "settings.py").write_text(
+        "DSN = 'postgres://app:hunter2@db/shop'\nAPI_KEY = 'AKIAIOSFODNN7EXAMPLE'\n"
+    )
+    result = await CodeClient(LocalCheckout(code_dir)).fetch("settings.py")
+    assert "hunter2" not in result["code"] and "AKIAIOSFODNN7EXAMPLE" not in result["code"]
+    assert result["line"] is None
+
+
+async def test_github_finds_a_stack_frame_path(github: FakeGitHub, http: httpx.AsyncClient) -> None:
+    result = await CodeClient(contents(github, http)).fetch(FRAME_PATH, DEMO_BUGGY_LINE, 2)
+
+    assert (result["path"], result["ref"], result["start_line"], result["end_line"]) == (
+        DEMO_BUGGY_FILE,
+        "main",
+        45,
+        49,
+    )
+    assert '> 47 |     available = entry["available"] - entry["reserved"]\n' in result["code"]
+    miss, hit = github.requests
+    assert miss.path == "/repos/acme/inventory/contents/app/inventory/inventory_service.py"
+    assert hit.path == f"/repos/acme/inventory/contents/{DEMO_BUGGY_FILE}"
+    assert hit.arg("ref") == "main"
+    assert hit.headers["authorization"] == f"Bearer {TOKEN}"
+    assert hit.headers["accept"] == "application/vnd.github+json"
+    assert hit.headers["x-github-api-version"] == "2022-11-28"
+
+
+async def test_github_without_a_token_sends_no_authorization(
+    github: FakeGitHub, http: httpx.AsyncClient
+) -> None:
+    with pytest.raises(BackendError) as raised:
+        await CodeClient(contents(github, http, token=None)).fetch(DEMO_BUGGY_FILE, 1)
+    assert raised.value.kind == "not_found"  # GitHub hides a private repository behind a 404
+    assert all("authorization" not in r.headers for r in github.requests)
+
+
+async def test_github_bad_token(github: FakeGitHub, http: httpx.AsyncClient) -> None:
+    with pytest.raises(BackendError) as raised:
+        await CodeClient(contents(github, http, token="ghp_wrong")).fetch(DEMO_BUGGY_FILE, 1)
+    assert raised.value.kind == "unavailable"
+    assert "GITHUB_TOKEN" in raised.value.message and "Bad credentials" in raised.value.message
+
+
+async def test_github_directory_is_a_bad_request(github: FakeGitHub, http: httpx.AsyncClient) -> None:
+    with pytest.raises(BackendError, match="is a directory") as raised:
+        await CodeClient(contents(github, http)).fetch("inventory", 1)
+    assert raised.value.kind == "bad_request"
+
+
+async def test_github_code_is_redacted(github: FakeGitHub, http: httpx.AsyncClient) -> None:
+    result = await CodeClient(contents(github, http)).fetch("inventory/settings.py", 1)
+    assert "hunter2" not in result["code"]
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "kind", "retry_after"),
+    [
+        (403, {"x-ratelimit-remaining": "0", "retry-after": "30"}, "rate_limited", 30.0),
+        (403, {"x-ratelimit-remaining": "0"}, "rate_limited", None),  # retry from x-ratelimit-reset, below
+        (429, {"retry-after": "7"}, "rate_limited", 7.0),
+        (403, {"x-ratelimit-remaining": "4999"}, "unavailable", None),
+        (401, {}, "unavailable", None),
+        (500, {}, "unavailable", None),
+        (422, {}, "bad_request", None),
+    ],
+)
+def test_github_error_kinds(
+    status: int, headers: dict[str, str], kind: str, retry_after: float | None
+) -> None:
+    response = httpx.Response(status, headers=headers, json={"message": "nope"})
+    error = github_error(response)
+    assert error.kind == kind
+    if retry_after is not None:
+        assert error.retry_after == retry_after
+    assert "nope" in error.message
+
+
+def test_github_rate_limit_waits_until_the_reset() -> None:
+    headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time()) + 120)}
+    error = github_error(httpx.Response(403, headers=headers, json={"message": "API rate limit exceeded"}))
+    assert error.kind == "rate_limited"
+    assert error.retry_after is not None and 100 < error.retry_after <= 120
+    assert "rate limit" in error.message
