@@ -125,7 +125,9 @@ def rule_based_diagnosis(group: AlertGroup, evidence: Evidence) -> Diagnosis:
 
     signature = (trace or {}).get("exception") or (template or {}).get("example") or ""
     failure = classify(signature) if signature else None
-    where = f"{frame['file']}:{frame.get('line')}" if frame else None
+    # The repository path the code was found at beats the path inside the container.
+    affected_file = _code_path(evidence) or (frame["file"] if frame else None)
+    where = f"{affected_file}:{frame.get('line')}" if frame else None
     function = f" in {frame['function']}()" if frame and frame.get("function") else ""
 
     if signature:
@@ -161,7 +163,7 @@ def rule_based_diagnosis(group: AlertGroup, evidence: Evidence) -> Diagnosis:
     ]
     return Diagnosis(
         root_cause=root_cause,
-        affected_file=frame["file"] if frame else None,
+        affected_file=affected_file,
         line=_int_or_none(frame.get("line")) if frame else None,
         evidence=evidence_lines,
         priority=priority_for(group, error_rate),
@@ -181,6 +183,13 @@ def _code_line(evidence: Evidence) -> str | None:
     frame = top_frame(evidence.logs.result)
     code = frame.get("code") if frame else None
     return str(code).strip() if code else None
+
+
+def _code_path(evidence: Evidence) -> str | None:
+    if evidence.code is not None and evidence.code.result.ok and isinstance(evidence.code.result.data, dict):
+        path = evidence.code.result.data.get("path")
+        return str(path) if path else None
+    return None
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -58,11 +58,17 @@ def wire(ctx: ServiceContext) -> ServiceParts:
     )
     subscribe_durable(broker, bus, consumers.NOTIFIER_TEXT, NotifyText, handler(delivery.text_notification))
     subscribe_durable(
-        broker, bus, consumers.NOTIFIER_TICKET_CREATED, TicketCreated,
+        broker,
+        bus,
+        consumers.NOTIFIER_TICKET_CREATED,
+        TicketCreated,
         handler(delivery.ticket_created_notification),
     )
     subscribe_durable(
-        broker, bus, consumers.NOTIFIER_TICKET_FAILED, TicketFailed,
+        broker,
+        bus,
+        consumers.NOTIFIER_TICKET_FAILED,
+        TicketFailed,
         handler(delivery.ticket_failed_notification),
     )
 

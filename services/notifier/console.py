@@ -45,6 +45,4 @@ def frame(to: str, body: str, at: datetime) -> str:
     text, and a footer with the time."""
     header = "── WhatsApp " if to == CONSOLE_RECIPIENT else f"── WhatsApp to {to} "
     footer = f"── {at:%H:%M:%S} UTC "
-    return (
-        f"\n{header.ljust(FRAME_WIDTH, '─')}\n{body}\n{footer.ljust(FRAME_WIDTH, '─')}\n\n"
-    )
+    return f"\n{header.ljust(FRAME_WIDTH, '─')}\n{body}\n{footer.ljust(FRAME_WIDTH, '─')}\n\n"

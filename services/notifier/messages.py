@@ -28,9 +28,7 @@ MAX_NEXT_STEPS: Final = 8
 MAX_EVIDENCE_LINES: Final = 3
 MAX_EVIDENCE_CHARS: Final = 200
 
-REPLY_HINT: Final = (
-    "Reply to this message: `create jira task and assign to <name>`, `status`, `help`"
-)
+REPLY_HINT: Final = "Reply to this message: `create jira task and assign to <name>`, `status`, `help`"
 _WHITESPACE = re.compile(r"\s+")
 
 

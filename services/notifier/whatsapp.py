@@ -37,7 +37,9 @@ class WhatsAppClient:
     @classmethod
     def from_settings(cls, settings: Settings) -> "WhatsAppClient":
         sid, token, number = (
-            settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_whatsapp_number
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            settings.twilio_whatsapp_number,
         )
         if not (sid and token and number):
             raise ValueError(

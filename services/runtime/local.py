@@ -5,11 +5,13 @@ import asyncio
 import contextlib
 import json
 import secrets
+import shutil
 import socket
 import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +26,11 @@ from services.runtime.host import Host, read_local_state
 from services.runtime.service import SERVICE_NAMES
 from services.runtime.settings import Settings
 
-REPLY_EXAMPLE = 'oncall reply "create jira task and assign to ravi"'
+
+def reply_example() -> str:
+    """`oncall reply ...` as the person can type it: the bare name when on PATH, else its path."""
+    command = "oncall" if shutil.which("oncall") else str(Path(sys.argv[0]).resolve())
+    return f'{command} reply "create jira task and assign to ravi"'
 
 
 def say(text: str) -> None:
@@ -61,6 +67,7 @@ async def run_demo(settings: Settings, once: bool) -> int:
     settings = demo_settings(settings)
     started = time.monotonic()
     diagnosed = asyncio.Event()
+    background: list[asyncio.Task[None]] = []  # keeps the finishing task referenced
     mode = "model " + settings.openai_model if settings.llm_configured else "rule-based (no OPENAI_API_KEY)"
     channel = "WhatsApp via Twilio" if settings.twilio_configured else "console (no Twilio settings)"
     say(f"▶ oncall demo: all five services, embedded NATS, diagnosis: {mode}, channel: {channel}")
@@ -92,7 +99,7 @@ async def run_demo(settings: Settings, once: bool) -> int:
         body = response.json()
         incident = (body.get("incident_ids") or ["?"])[0]
         say(f"✔ alert accepted: HTTP {response.status_code}, incident {incident_tag(incident)}")
-        asyncio.create_task(_finish(host, watcher, diagnosed, once))
+        background.append(asyncio.create_task(_finish(host, watcher, diagnosed, once)))
 
     host = Host(settings, SERVICE_NAMES, extra_routes=demo.demo_routes(), on_ready=on_ready)
     await host.run()
@@ -111,7 +118,7 @@ async def _finish(host: Host, watcher: Any, diagnosed: asyncio.Event, once: bool
     if once:
         host.stop()
         return
-    say(f"\nAnswer as the on-call person, in another terminal:\n  {REPLY_EXAMPLE}\nCtrl-C stops the demo.")
+    say(f"\nAnswer as the on-call person, in another terminal:\n  {reply_example()}\nCtrl-C stops the demo.")
 
 
 async def send_reply(settings: Settings, text: str, incident: str | None, wait_seconds: float) -> int:
@@ -120,7 +127,9 @@ async def send_reply(settings: Settings, text: str, incident: str | None, wait_s
     if url is None:
         state = read_local_state(settings.data_dir)
         if state is None:
-            say("No local oncall is running here (start `oncall up` or `oncall demo`), and NATS_URL is unset.")
+            say(
+                "No local oncall is running here (start `oncall up` or `oncall demo`), and NATS_URL is unset."
+            )
             return 2
         url = state["nats_url"]
     nc = await nats.connect(url, name="oncall-reply", connect_timeout=3, max_reconnect_attempts=0)
@@ -132,11 +141,16 @@ async def send_reply(settings: Settings, text: str, incident: str | None, wait_s
     await nc.subscribe(subjects.CONSOLE_OUT, cb=on_out)
     sender = settings.user_whatsapp_numbers[0] if settings.user_whatsapp_numbers else "console"
     reply = HumanReplied(
-        message_sid=f"CONSOLE{uuid.uuid4().hex[:27]}", sender=sender, body=text, channel="console",
+        message_sid=f"CONSOLE{uuid.uuid4().hex[:27]}",
+        sender=sender,
+        body=text,
+        channel="console",
         incident_id=incident,
     )
     js = nc.jetstream()
-    await js.publish(subjects.HUMAN_REPLIED, reply.to_bytes(), headers={"Nats-Msg-Id": f"reply-{reply.message_sid}"})
+    await js.publish(
+        subjects.HUMAN_REPLIED, reply.to_bytes(), headers={"Nats-Msg-Id": f"reply-{reply.message_sid}"}
+    )
     say(f"→ sent as {sender}: {text}")
     got = 0
     deadline = time.monotonic() + wait_seconds

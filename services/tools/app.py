@@ -82,8 +82,12 @@ def code_source(settings: Settings, http: httpx.AsyncClient) -> CodeSource | Non
     if settings.github_owner and settings.github_repo:
         token = settings.github_token.get_secret_value() if settings.github_token else None
         return GitHubContents(
-            http, settings.github_api_url, settings.github_owner, settings.github_repo,
-            settings.github_ref, token,
+            http,
+            settings.github_api_url,
+            settings.github_owner,
+            settings.github_repo,
+            settings.github_ref,
+            token,
         )
     return None
 

@@ -71,8 +71,11 @@ def transport_error(system: str, exc: httpx.HTTPError) -> BackendError:
 
 
 async def get(
-    http: httpx.AsyncClient, system: str, url: str,
-    params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+    http: httpx.AsyncClient,
+    system: str,
+    url: str,
+    params: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     """GET with transport failures as `BackendError`; the caller judges the status."""
     try:

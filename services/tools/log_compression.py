@@ -47,8 +47,20 @@ class LogEntry(BaseModel):
 
 
 _LEVEL_RANKS = {
-    "TRACE": 0, "DEBUG": 10, "INFO": 20, "NOTICE": 25, "WARN": 30, "WARNING": 30,
-    "ERR": 40, "ERROR": 40, "CRITICAL": 50, "CRIT": 50, "FATAL": 50, "PANIC": 50, "ALERT": 50, "EMERG": 50,
+    "TRACE": 0,
+    "DEBUG": 10,
+    "INFO": 20,
+    "NOTICE": 25,
+    "WARN": 30,
+    "WARNING": 30,
+    "ERR": 40,
+    "ERROR": 40,
+    "CRITICAL": 50,
+    "CRIT": 50,
+    "FATAL": 50,
+    "PANIC": 50,
+    "ALERT": 50,
+    "EMERG": 50,
 }
 ERROR_RANK = _LEVEL_RANKS["ERROR"]
 KNOWN_LEVELS = tuple(_LEVEL_RANKS)
@@ -100,14 +112,17 @@ Replacement = str | Callable[[re.Match[str]], str]
 _REDACTIONS: tuple[tuple[str, re.Pattern[str], Replacement], ...] = (
     (
         "private key",
-        re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*)",
-                   re.S),
+        re.compile(
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*)", re.S
+        ),
         _private_key,
     ),
     ("eyj", re.compile(r"\beyJ[\w-]{5,}\.eyJ[\w-]{5,}\.[\w-]*"), "[REDACTED:jwt]"),
     (
         "authorization",
-        re.compile(r"(?i)\b(authorization\"?'?\s*[:=]\s*\"?'?(?:(?:bearer|basic|token|digest)\s+)?)[^\s\"',;]+"),
+        re.compile(
+            r"(?i)\b(authorization\"?'?\s*[:=]\s*\"?'?(?:(?:bearer|basic|token|digest)\s+)?)[^\s\"',;]+"
+        ),
         r"\1[REDACTED]",
     ),
     ("bearer", re.compile(r"(?i)\b(bearer\s+)(?!\[REDACTED)[\w.~+/=-]{8,}"), r"\1[REDACTED]"),
@@ -120,7 +135,9 @@ _REDACTIONS: tuple[tuple[str, re.Pattern[str], Replacement], ...] = (
     ("", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "[REDACTED:aws_key]"),
     (
         "",
-        re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{30,}|xox[abprs]-[\w-]{10,}|sk-[\w-]{20,})"),
+        re.compile(
+            r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{30,}|xox[abprs]-[\w-]{10,}|sk-[\w-]{20,})"
+        ),
         "[REDACTED:token]",
     ),
     ("@", re.compile(r"[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), "[REDACTED:email]"),
@@ -147,8 +164,10 @@ _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(?:[0-9a-fA-F]{1,4}:){3,7}[0-9a-fA-F]{1,4}\b"), "<ip>"),
     (re.compile(r"(?<!\w)'[^'\n]*'"), "'<*>'"),
     (re.compile(r'(?<!\w)"[^"\n]*"'), '"<*>"'),
-    (re.compile(r"\b0x[0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b"),
-     "<hex>"),
+    (
+        re.compile(r"\b0x[0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b"),
+        "<hex>",
+    ),
     (re.compile(r"\d+(?:\.\d+)?"), "<n>"),
 )
 
@@ -289,7 +308,9 @@ def _parse_python(lines: list[str]) -> Trace:
             usable = code and not _PY_FRAME.match(lines[i + 1]) and lines[i + 1][:1] in (" ", "\t")
             frames.append(
                 Frame(
-                    match["file"], int(match["line"]), match["function"] or "?",
+                    match["file"],
+                    int(match["line"]),
+                    match["function"] or "?",
                     _clip(code, MAX_EXAMPLE_CHARS) if usable else None,
                 )
             )
@@ -379,8 +400,12 @@ class _Template:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "template": self.template, "level": self.level, "count": self.count,
-            "first_seen": self.first_seen, "last_seen": self.last_seen, "example": self.example,
+            "template": self.template,
+            "level": self.level,
+            "count": self.count,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "example": self.example,
         }
 
 
@@ -392,8 +417,10 @@ class _TraceGroup:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "exception": self.trace.exception, "count": self.count,
-            "frames": [f.as_dict() for f in self.trace.frames], "text": self.text,
+            "exception": self.trace.exception,
+            "count": self.count,
+            "frames": [f.as_dict() for f in self.trace.frames],
+            "text": self.text,
         }
 
 
@@ -519,8 +546,11 @@ def _shorten_trace(trace: dict[str, Any], budget: int) -> dict[str, Any]:
 
 
 def _omitted_note(
-    templates: list[dict[str, Any]], kept_templates: set[int],
-    traces: list[dict[str, Any]], kept_traces: set[int], max_chars: int,
+    templates: list[dict[str, Any]],
+    kept_templates: set[int],
+    traces: list[dict[str, Any]],
+    kept_traces: set[int],
+    max_chars: int,
 ) -> str | None:
     dropped = [t for i, t in enumerate(templates) if i not in kept_templates]
     dropped_traces = len(traces) - len(kept_traces)

@@ -88,7 +88,10 @@ async def fetch_logs(client: LogsClient, args: FetchLogsArgs, max_chars: int) ->
     entries = await client.tail(args.seconds, args.limit)
     matched = filter_entries(entries, args.service, args.level)
     query: dict[str, Any] = {
-        "service": args.service, "level": args.level, "seconds": args.seconds, "lines_scanned": len(entries),
+        "service": args.service,
+        "level": args.level,
+        "seconds": args.seconds,
+        "lines_scanned": len(entries),
     }
     if not matched and entries:
         query["services_seen"] = sorted({e.service for e in entries})[:MAX_SERVICES_SEEN]

@@ -5,7 +5,13 @@ from pathlib import Path
 import pytest
 
 from services.alert_ingest.incidents import next_group_entry
-from services.alert_ingest.webhook import Rejection, check_bearer, notification_id, parse_webhook, subject_status
+from services.alert_ingest.webhook import (
+    Rejection,
+    check_bearer,
+    notification_id,
+    parse_webhook,
+    subject_status,
+)
 from services.contracts.models import AlertGroup
 
 FIXTURES = [
@@ -84,12 +90,19 @@ def test_one_incident_per_group_until_resolved_then_a_new_one(fixtures_dir: Path
     assert first is not None and first.status == "open"
     assert next_group_entry(first, firing) is None  # same incident
     resolved = firing.model_copy(
-        update={"status": "resolved", "alerts": [a.model_copy(update={"status": "resolved"}) for a in firing.alerts]}
+        update={
+            "status": "resolved",
+            "alerts": [a.model_copy(update={"status": "resolved"}) for a in firing.alerts],
+        }
     )
     closed = next_group_entry(first, resolved)
     assert closed is not None and closed.status == "resolved" and closed.incident_id == first.incident_id
     refired = firing.model_copy(
-        update={"alerts": [a.model_copy(update={"starts_at": datetime(2026, 11, 25, tzinfo=UTC)}) for a in firing.alerts]}
+        update={
+            "alerts": [
+                a.model_copy(update={"starts_at": datetime(2026, 11, 25, tzinfo=UTC)}) for a in firing.alerts
+            ]
+        }
     )
     reopened = next_group_entry(closed, refired)
     assert reopened is not None and reopened.status == "open" and reopened.incident_id != first.incident_id

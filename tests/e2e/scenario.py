@@ -45,11 +45,17 @@ def log_lines(now: datetime | None = None) -> list[dict[str, Any]]:
         at = now - timedelta(seconds=240 - 2 * n)
         stamp = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         lines.append(
-            {"timestamp": stamp, "level": "INFO", "service": "checkout-1",
-             "message": f"GET /api/cart/{1000 + n} 200 {10 + n % 7}ms"}
+            {
+                "timestamp": stamp,
+                "level": "INFO",
+                "service": "checkout-1",
+                "message": f"GET /api/cart/{1000 + n} 200 {10 + n % 7}ms",
+            }
         )
         if n >= 60 and n % 3 == 0:
-            lines.append({"timestamp": stamp, "level": "ERROR", "service": "checkout-2", "message": TRACEBACK})
+            lines.append(
+                {"timestamp": stamp, "level": "ERROR", "service": "checkout-2", "message": TRACEBACK}
+            )
     return lines
 
 

@@ -13,17 +13,20 @@ from typing import Any
 
 import httpx
 import pytest
+from e2e import scenario
 from fakes import FakeGitHub, FakeJira, FakeLogs, FakeOpenAI, FakePrometheus, FakeTwilio, tool_call
 from support.processes import oncall_up, run_oncall
 from support.twilio_signing import post_signed_reply, whatsapp_reply
 
-from e2e import scenario
-
 ON_CALL = ["+15551230001", "+15551230002"]
 PUBLIC_BASE_URL = "https://oncall.example.com"  # what Twilio signs; we sit behind a proxy
 INGEST_TOKEN = "s3cret-token"
-RAVI = {"accountId": "712020:ravi-0001", "displayName": "Ravi Kumar", "active": True,
-        "emailAddress": "ravi@example.com"}
+RAVI = {
+    "accountId": "712020:ravi-0001",
+    "displayName": "Ravi Kumar",
+    "active": True,
+    "emailAddress": "ravi@example.com",
+}
 BACKEND_DELAY = 0.3  # so that parallel requests visibly overlap
 
 
@@ -54,8 +57,11 @@ class Backends:
             "USER_WHATSAPP_NUMBER": ",".join(f"whatsapp:{n}" for n in ON_CALL),
         }
         if model:
-            values |= {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": self.openai.url + "/v1",
-                       "OPENAI_MODEL": "gpt-test"}
+            values |= {
+                "OPENAI_API_KEY": "sk-test",
+                "OPENAI_BASE_URL": self.openai.url + "/v1",
+                "OPENAI_MODEL": "gpt-test",
+            }
         if whatsapp:
             values |= {
                 "TWILIO_ACCOUNT_SID": self.twilio.account_sid,
@@ -77,31 +83,45 @@ def scripted_model(request: dict[str, Any]) -> dict[str, Any]:
         return {"tool_calls": [tool_call("create_jira_ticket", {"assignee": "Ravi"})]}
     if messages[-1]["role"] == "tool" and messages[-1]["tool_call_id"].startswith("evidence_"):
         # Round 1: look again at the error rate and the caller, both at once.
-        return {"tool_calls": [
-            tool_call("compute_error_rate", {"service": scenario.SERVICE}),
-            tool_call("fetch_code_from_github", {"file_path": "checkout/api.py", "line": 58}),
-        ]}
-    return {"tool_calls": [tool_call("send_diagnosis", {
-        "root_cause": scenario.ROOT_CAUSE,
-        "affected_file": scenario.BUGGY_FILE,
-        "line": scenario.BUGGY_LINE,
-        "evidence": ["KeyError: 'currency'"],
-        "priority": "P1",
-        "suggested_fix": scenario.FIX,
-        "next_steps": ["Deploy the fix", "Backfill failed orders"],
-        "confidence": 0.9,
-    })]}
+        return {
+            "tool_calls": [
+                tool_call("compute_error_rate", {"service": scenario.SERVICE}),
+                tool_call("fetch_code_from_github", {"file_path": "checkout/api.py", "line": 58}),
+            ]
+        }
+    return {
+        "tool_calls": [
+            tool_call(
+                "send_diagnosis",
+                {
+                    "root_cause": scenario.ROOT_CAUSE,
+                    "affected_file": scenario.BUGGY_FILE,
+                    "line": scenario.BUGGY_LINE,
+                    "evidence": ["KeyError: 'currency'"],
+                    "priority": "P1",
+                    "suggested_fix": scenario.FIX,
+                    "next_steps": ["Deploy the fix", "Backfill failed orders"],
+                    "confidence": 0.9,
+                },
+            )
+        ]
+    }
 
 
 @pytest.fixture
 def backends() -> Iterator[Backends]:
-    files = {scenario.BUGGY_FILE: scenario.PAYMENTS_SOURCE, "checkout/api.py": "def create_order():\n    pass\n"}
+    files = {
+        scenario.BUGGY_FILE: scenario.PAYMENTS_SOURCE,
+        "checkout/api.py": "def create_order():\n    pass\n",
+    }
     servers = Backends(
         logs=FakeLogs(scenario.log_lines(), delay_seconds=BACKEND_DELAY),
         prometheus=FakePrometheus(scenario.PROMETHEUS_VALUES, delay_seconds=BACKEND_DELAY),
         github=FakeGitHub(owner="acme", repo="shop", files=files, delay_seconds=BACKEND_DELAY),
         twilio=FakeTwilio(),
-        jira=FakeJira(users=[RAVI, {"accountId": "557058:alice", "displayName": "Alice Smith", "active": True}]),
+        jira=FakeJira(
+            users=[RAVI, {"accountId": "557058:alice", "displayName": "Alice Smith", "active": True}]
+        ),
         openai=FakeOpenAI([scripted_model]),
     )
     for server in vars(servers).values():
@@ -114,7 +134,9 @@ def backends() -> Iterator[Backends]:
 def post_alert(url: str, fixtures_dir: Path) -> httpx.Response:
     body = (fixtures_dir / "alertmanager_webhook_real.json").read_bytes()
     return httpx.post(
-        url + "/alerts", content=body, timeout=10,
+        url + "/alerts",
+        content=body,
+        timeout=10,
         headers={"Authorization": f"Bearer {INGEST_TOKEN}", "Content-Type": "application/json"},
     )
 
@@ -153,8 +175,12 @@ def test_alert_becomes_a_whatsapp_diagnosis_and_a_reply_becomes_a_jira_issue(
         seen = {call: json.dumps(result, ensure_ascii=False) for call, result in seen.items()}
         assert any("KeyError" in c for c in seen.values()), "logs"
         assert any("0.25" in c or "25" in c for c in seen.values()), "error rate"
-        assert any(scenario.BUGGY_STATEMENT.replace('"', '\\"') in c for c in seen.values()), "code at the line"
-        assert not any(t["function"]["name"] == "create_jira_ticket" for t in backends.openai.chat_requests[0]["tools"])
+        assert any(scenario.BUGGY_STATEMENT.replace('"', '\\"') in c for c in seen.values()), (
+            "code at the line"
+        )
+        assert not any(
+            t["function"]["name"] == "create_jira_ticket" for t in backends.openai.chat_requests[0]["tools"]
+        )
         # ... gathered in parallel: the logs and Prometheus requests overlapped in time,
         logs_request = backends.logs.requests[0]
         assert any(overlapped(logs_request, q) for q in backends.prometheus.requests)
@@ -166,7 +192,10 @@ def test_alert_becomes_a_whatsapp_diagnosis_and_a_reply_becomes_a_jira_issue(
 
         # Story 2: the on-call person swipe-replies to the diagnosis.
         params = whatsapp_reply(
-            ON_CALL[0], "create jira task and assign to Ravi", "SM" + "1" * 32, backends.twilio.account_sid,
+            ON_CALL[0],
+            "create jira task and assign to Ravi",
+            "SM" + "1" * 32,
+            backends.twilio.account_sid,
             OriginalRepliedMessageSid=diagnoses[0]["sid"],
         )
         answer = post_signed_reply(oncall.url, PUBLIC_BASE_URL, backends.twilio.auth_token, params)
@@ -187,7 +216,10 @@ def test_alert_becomes_a_whatsapp_diagnosis_and_a_reply_becomes_a_jira_issue(
         assert "Ravi Kumar" in confirmations[0]["Body"]
 
         # Twilio delivering the same reply again creates nothing more.
-        assert post_signed_reply(oncall.url, PUBLIC_BASE_URL, backends.twilio.auth_token, params).status_code == 200
+        assert (
+            post_signed_reply(oncall.url, PUBLIC_BASE_URL, backends.twilio.auth_token, params).status_code
+            == 200
+        )
         # Alertmanager re-sending the unchanged group is not diagnosed again.
         assert post_alert(oncall.url, fixtures_dir).json()["duplicate"] is True
         count = len(backends.twilio.messages)
@@ -209,9 +241,13 @@ def test_without_a_model_both_stories_work_with_rules(
         assert "KeyError" in body and "rule-based" in body.lower()
         assert backends.openai.requests == []
 
-        params = whatsapp_reply(ON_CALL[1], "create jira task and assign to ravi", "SM" + "2" * 32,
-                                backends.twilio.account_sid)  # no swipe-reply: the newest open incident
-        assert post_signed_reply(oncall.url, PUBLIC_BASE_URL, backends.twilio.auth_token, params).status_code == 200
+        params = whatsapp_reply(
+            ON_CALL[1], "create jira task and assign to ravi", "SM" + "2" * 32, backends.twilio.account_sid
+        )  # no swipe-reply: the newest open incident
+        assert (
+            post_signed_reply(oncall.url, PUBLIC_BASE_URL, backends.twilio.auth_token, params).status_code
+            == 200
+        )
         backends.jira.wait_for(lambda j: len(j.issues) == 1, timeout=30)
         assert backends.jira.issues[0]["assignee"] == {"accountId": RAVI["accountId"]}
         backends.twilio.wait_for(lambda t: any("OPS-1" in m["Body"] for m in t.messages), timeout=30)
@@ -226,8 +262,11 @@ def test_without_twilio_the_console_channel_and_oncall_reply_carry_both_stories(
         printed = oncall.wait_for_output(scenario.BUGGY_FILE, timeout=30)
         assert str(scenario.BUGGY_LINE) in printed and "KeyError" in printed
 
-        reply = run_oncall(["reply", "create jira task and assign to ravi", "--wait", "20"],
-                           {"NATS_URL": clean_bus}, timeout=60)
+        reply = run_oncall(
+            ["reply", "create jira task and assign to ravi", "--wait", "20"],
+            {"NATS_URL": clean_bus},
+            timeout=60,
+        )
         assert reply.returncode == 0, reply.stdout + reply.stderr
         assert "OPS-1" in reply.stdout, reply.stdout
         assert backends.jira.issues[0]["assignee"] == {"accountId": RAVI["accountId"]}
@@ -241,11 +280,18 @@ def test_a_wrong_token_is_refused_and_nothing_is_diagnosed(
         body = (fixtures_dir / "alertmanager_webhook_real.json").read_bytes()
         refused = httpx.post(oncall.url + "/alerts", content=body, headers={"Authorization": "Bearer wrong"})
         assert refused.status_code == 401 and "WWW-Authenticate" in refused.headers
-        assert httpx.post(oncall.url + "/alerts", content=b"{not json",
-                          headers={"Authorization": f"Bearer {INGEST_TOKEN}"}).status_code == 400
-        unsigned = httpx.post(oncall.url + "/webhook/twilio",
-                              data=whatsapp_reply(ON_CALL[0], "create jira", "SM" + "3" * 32,
-                                                  backends.twilio.account_sid))
+        assert (
+            httpx.post(
+                oncall.url + "/alerts",
+                content=b"{not json",
+                headers={"Authorization": f"Bearer {INGEST_TOKEN}"},
+            ).status_code
+            == 400
+        )
+        unsigned = httpx.post(
+            oncall.url + "/webhook/twilio",
+            data=whatsapp_reply(ON_CALL[0], "create jira", "SM" + "3" * 32, backends.twilio.account_sid),
+        )
         assert unsigned.status_code == 403
         import time
 

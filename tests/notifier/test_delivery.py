@@ -256,4 +256,3 @@ async def _wait_until_handled(bus: Bus, durable: str, messages: int) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{durable} did not handle {messages} messages")
-

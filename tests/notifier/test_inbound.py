@@ -43,10 +43,21 @@ def twilio_form(body: str = "status", sender: str = SENDER, **extra: str) -> dic
     """A WhatsApp reply as Twilio posts it (external-apis.md §3.1)."""
     sid = "SM" + uuid.uuid4().hex
     return {
-        "SmsMessageSid": sid, "NumMedia": "0", "ProfileName": "Alice", "MessageType": "text",
-        "SmsSid": sid, "WaId": sender.removeprefix("+"), "SmsStatus": "received", "Body": body,
-        "To": "whatsapp:+14155238886", "NumSegments": "1", "ReferralNumMedia": "0", "MessageSid": sid,
-        "AccountSid": "AC" + "0123456789abcdef" * 2, "From": f"whatsapp:{sender}", "ApiVersion": "2010-04-01",
+        "SmsMessageSid": sid,
+        "NumMedia": "0",
+        "ProfileName": "Alice",
+        "MessageType": "text",
+        "SmsSid": sid,
+        "WaId": sender.removeprefix("+"),
+        "SmsStatus": "received",
+        "Body": body,
+        "To": "whatsapp:+14155238886",
+        "NumSegments": "1",
+        "ReferralNumMedia": "0",
+        "MessageSid": sid,
+        "AccountSid": "AC" + "0123456789abcdef" * 2,
+        "From": f"whatsapp:{sender}",
+        "ApiVersion": "2010-04-01",
         **extra,
     }
 
@@ -128,8 +139,14 @@ async def test_a_signed_reply_is_published_and_answered_with_empty_twiml(
 async def test_a_swipe_reply_is_matched_to_the_incident_of_the_message_it_answers(
     webhook: Webhook, bus: Bus, twilio: FakeTwilio, settings: Settings, tap_events: OpenTap
 ) -> None:
-    await deliver(bus, WhatsAppClient.from_settings(settings), [SENDER], f"diag.{uuid.uuid4().hex}.1",
-                  "5ca1ab", "🚨 *Incident diagnosis* #5ca1ab")
+    await deliver(
+        bus,
+        WhatsAppClient.from_settings(settings),
+        [SENDER],
+        f"diag.{uuid.uuid4().hex}.1",
+        "5ca1ab",
+        "🚨 *Incident diagnosis* #5ca1ab",
+    )
     (diagnosis_message,) = twilio.messages
     replies = await tap_events(subjects.HUMAN_REPLIED)
 

@@ -139,9 +139,7 @@ def test_resolved_says_how_long_it_lasted() -> None:
 
 
 def test_resolved_without_start_time() -> None:
-    text = format_resolved(
-        IncidentResolved(incident_id="a1b2c3", title="Disk full", resolved_at=STARTED)
-    )
+    text = format_resolved(IncidentResolved(incident_id="a1b2c3", title="Disk full", resolved_at=STARTED))
 
     assert "#a1b2c3" in text
     assert "Resolved at 06:05 UTC" in text
@@ -166,7 +164,10 @@ def test_ticket_created_names_the_key_link_and_assignee() -> None:
 
 def test_unassigned_ticket_says_why() -> None:
     event = TicketCreated(
-        request_id="r1", incident_id="a1b2c3", key="OPS-7", url="https://x/browse/OPS-7",
+        request_id="r1",
+        incident_id="a1b2c3",
+        key="OPS-7",
+        url="https://x/browse/OPS-7",
         note="No Jira user matches 'Ravi'.",
     )
 

@@ -71,7 +71,9 @@ async def _run_consumer(url: str, spec: ConsumerSpec, handle: object) -> NatsBro
     return broker
 
 
-async def test_unparseable_message_goes_to_the_dead_letter_stream_with_a_reason(bus: Bus, clean_bus: str) -> None:
+async def test_unparseable_message_goes_to_the_dead_letter_stream_with_a_reason(
+    bus: Bus, clean_bus: str
+) -> None:
     handled: list[NotifyText] = []
 
     async def handle(note: NotifyText) -> None:
@@ -97,8 +99,11 @@ async def test_failures_are_redelivered_with_backoff_then_dead_lettered(bus: Bus
         raise RuntimeError("backend down")
 
     spec = ConsumerSpec(
-        durable="t-retry", stream=streams.EVENTS, subjects=[subjects.NOTIFY_TEXT],
-        max_deliver=3, backoff_seconds=(0.2, 0.4),
+        durable="t-retry",
+        stream=streams.EVENTS,
+        subjects=[subjects.NOTIFY_TEXT],
+        max_deliver=3,
+        backoff_seconds=(0.2, 0.4),
     )
     broker = await _run_consumer(clean_bus, spec, handle)
     await bus.publish_event(subjects.NOTIFY_TEXT, NotifyText(notification_id="r", text="x"), msg_id="r1")

@@ -15,8 +15,21 @@ import httpx
 ONCALL = [str(Path(sys.executable).with_name("oncall"))]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Settings a developer may have in their shell must not leak into a test's product.
-PRODUCT_ENV_PREFIXES = ("NATS_", "ONCALL_", "INGEST_", "OPENAI_", "TWILIO_", "USER_WHATSAPP", "PUBLIC_BASE",
-                        "JIRA_", "GITHUB_", "LB_URL", "LOKI_URL", "PROM_URL", "CODE_DIR")
+PRODUCT_ENV_PREFIXES = (
+    "NATS_",
+    "ONCALL_",
+    "INGEST_",
+    "OPENAI_",
+    "TWILIO_",
+    "USER_WHATSAPP",
+    "PUBLIC_BASE",
+    "JIRA_",
+    "GITHUB_",
+    "LB_URL",
+    "LOKI_URL",
+    "PROM_URL",
+    "CODE_DIR",
+)
 
 
 def free_port() -> int:
@@ -43,8 +56,11 @@ class OncallProcess:
         self._stdout = self.stdout_path.open("w")
         self._stderr = self.stderr_path.open("w")
         self.proc = subprocess.Popen(
-            [*ONCALL, *args], cwd=REPO_ROOT, env=product_env(self.settings),
-            stdout=self._stdout, stderr=self._stderr,
+            [*ONCALL, *args],
+            cwd=REPO_ROOT,
+            env=product_env(self.settings),
+            stdout=self._stdout,
+            stderr=self._stderr,
         )
 
     @property
@@ -101,8 +117,15 @@ def oncall_up(settings: dict[str, str], log_dir: Path) -> Iterator[OncallProcess
         process.stop()
 
 
-def run_oncall(args: list[str], settings: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def run_oncall(
+    args: list[str], settings: dict[str, str], timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*ONCALL, *args], cwd=REPO_ROOT, env=product_env(settings), capture_output=True, text=True,
-        timeout=timeout, check=False,
+        [*ONCALL, *args],
+        cwd=REPO_ROOT,
+        env=product_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
