@@ -24,12 +24,18 @@ class NatsUnreachable(RuntimeError):
 async def check_reachable(url: str, connect_timeout: int = CONNECT_TIMEOUT_SECONDS) -> None:
     """One quick connection attempt, so a wrong NATS_URL is reported at once instead of after
     the client's default 60 silent retries."""
+    async def quiet(_: Exception) -> None:  # the exception below says it once, clearly
+        return None
+
     try:
+        # max_reconnect_attempts=0 means "forever" to nats-py's server selection: 1 = two tries.
         nc = await nats.connect(
             url,
             connect_timeout=connect_timeout,
             allow_reconnect=False,
-            max_reconnect_attempts=0,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.5,
+            error_cb=quiet,
             name="oncall-probe",
         )
     except (OSError, nats.errors.Error, TimeoutError) as exc:

@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from services.contracts import subjects
 from services.contracts.models import HumanReplied, IncidentDiagnosed, incident_tag
 from services.runtime import demo
+from services.runtime.broker import check_reachable
 from services.runtime.host import Host, read_local_state
 from services.runtime.service import SERVICE_NAMES
 from services.runtime.settings import Settings
@@ -132,7 +133,8 @@ async def send_reply(settings: Settings, text: str, incident: str | None, wait_s
             )
             return 2
         url = state["nats_url"]
-    nc = await nats.connect(url, name="oncall-reply", connect_timeout=3, max_reconnect_attempts=0)
+    await check_reachable(url)
+    nc = await nats.connect(url, name="oncall-reply", connect_timeout=3, max_reconnect_attempts=1)
     answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     async def on_out(msg: Msg) -> None:
