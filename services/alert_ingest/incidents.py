@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from services.contracts.models import AlertGroup, GroupIndexEntry, incident_id_for
+from services.contracts.models import AlertChange, AlertGroup, GroupIndexEntry, incident_id_for
 
 
 def earliest_start(group: AlertGroup) -> datetime | None:
@@ -10,17 +10,24 @@ def earliest_start(group: AlertGroup) -> datetime | None:
     return min(starts) if starts else None
 
 
+def firing_fingerprints(group: AlertGroup) -> list[str]:
+    return sorted({a.fingerprint for a in group.firing})
+
+
 def next_group_entry(current: GroupIndexEntry | None, group: AlertGroup) -> GroupIndexEntry | None:
     """The group index entry after this notification, or None when it stays as it is."""
+    firing = firing_fingerprints(group)
     if group.firing:
         if current is not None and current.status == "open":
-            return None
+            return None if current.firing == firing else current.model_copy(update={"firing": firing})
         # First firing, or firing again after resolution: a new incident.
         return GroupIndexEntry(
-            incident_id=incident_id_for(group.group_key, earliest_start(group)), group_key=group.group_key
+            incident_id=incident_id_for(group.group_key, earliest_start(group)),
+            group_key=group.group_key,
+            firing=firing,
         )
     if current is not None and current.status == "open":
-        return current.model_copy(update={"status": "resolved"})
+        return current.model_copy(update={"status": "resolved", "firing": []})
     if current is None:
         # Resolved for a group we never saw firing (e.g. state lost): remember it as closed.
         return GroupIndexEntry(
@@ -29,3 +36,12 @@ def next_group_entry(current: GroupIndexEntry | None, group: AlertGroup) -> Grou
             status="resolved",
         )
     return None
+
+
+def change_kind(before: GroupIndexEntry | None, after: GroupIndexEntry) -> AlertChange:
+    """What this notification means for the incident, from the index before and after it."""
+    if after.status == "resolved":
+        return "resolved"
+    if before is None or before.status == "resolved" or before.incident_id != after.incident_id:
+        return "new"
+    return "repeat" if before.firing == after.firing else "changed"

@@ -1,5 +1,7 @@
 """Pure parsing and checks of an Alertmanager webhook (v4): bytes in, AlertGroup or a reason out."""
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -16,14 +18,63 @@ class Rejection:
     reason: str
 
 
-def check_bearer(authorization: str | None, token: str | None, allow_anonymous: bool) -> Rejection | None:
-    """None when the request may pass. Constant-time comparison of the token."""
-    if token is None:
-        return None if allow_anonymous else Rejection(401, "INGEST_TOKEN is not set on the server")
-    scheme, _, credentials = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(credentials.strip().encode(), token.encode()):
-        return Rejection(401, "missing or wrong bearer token")
-    return None
+@dataclass(frozen=True)
+class Credentials:
+    """What Alertmanager's `http_config` may send: `authorization` (Bearer) or `basic_auth`."""
+
+    token: str | None = None
+    basic_user: str | None = None
+    basic_password: str | None = None
+    allow_anonymous: bool = False
+
+    @property
+    def challenge(self) -> str:
+        schemes = [
+            f'{name} realm="oncall"'
+            for name, on in (("Bearer", self.token), ("Basic", self.basic_user))
+            if on
+        ]
+        return ", ".join(schemes) or 'Bearer realm="oncall"'
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def check_credentials(authorization: str | None, creds: Credentials) -> Rejection | None:
+    """None when the request may pass. Secrets are compared in constant time."""
+    if creds.token is None and creds.basic_user is None:
+        if creds.allow_anonymous:
+            return None
+        return Rejection(401, "no credentials are configured (INGEST_TOKEN or INGEST_BASIC_USER)")
+    scheme, _, value = (authorization or "").partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer" and creds.token is not None and _same(value, creds.token):
+        return None
+    if scheme.lower() == "basic" and creds.basic_user is not None:
+        try:
+            user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return Rejection(401, "malformed basic credentials")
+        # Both compared, always: no early exit that tells which one was wrong.
+        user_ok = _same(user, creds.basic_user)
+        password_ok = _same(password, creds.basic_password or "")
+        if user_ok and password_ok:
+            return None
+    return Rejection(401, "missing or wrong credentials")
+
+
+JSON_TYPES = ("application/json", "text/json")
+
+
+def check_content_type(content_type: str | None) -> Rejection | None:
+    """Alertmanager sends application/json; a missing type is tolerated, another one is refused."""
+    if not content_type:
+        return None
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type in JSON_TYPES or media_type.endswith("+json"):
+        return None
+    return Rejection(415, f"content type {media_type!r} is not JSON (Alertmanager sends application/json)")
 
 
 def parse_webhook(body: bytes) -> AlertGroup | Rejection:
@@ -40,7 +91,8 @@ def parse_webhook(body: bytes) -> AlertGroup | Rejection:
     for index, alert in enumerate(raw["alerts"]):
         if not isinstance(alert, dict) or not isinstance(alert.get("labels"), dict):
             return Rejection(422, f"alerts[{index}].labels: required object")
-    raw.pop("incident_id", None)  # only alert_ingest assigns incidents
+    for ours in ("incident_id", "change", "received_at"):  # only alert_ingest sets these
+        raw.pop(ours, None)
     try:
         return AlertGroup.model_validate(raw)
     except ValidationError as exc:

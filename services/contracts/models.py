@@ -16,6 +16,7 @@ SCHEMA_VERSION = 1
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 
 Priority = Literal["P1", "P2", "P3", "P4"]
+AlertChange = Literal["new", "changed", "repeat", "resolved"]
 DiagnosisMethod = Literal["model", "rules"]
 
 
@@ -74,6 +75,9 @@ class AlertGroup(BusMessage):
     alerts: list[Alert]
     truncated_alerts: int = Field(default=0, alias="truncatedAlerts")
     incident_id: str | None = None
+    change: AlertChange | None = Field(
+        default=None, description="What alert_ingest saw: new incident, alerts changed, or a repeat"
+    )
     received_at: datetime | None = None
 
     @property
@@ -320,3 +324,4 @@ class GroupIndexEntry(BaseModel):
     group_key: str
     status: Literal["open", "resolved"] = "open"
     opened_at: datetime = Field(default_factory=utc_now)
+    firing: list[str] = Field(default_factory=list, description="Fingerprints of the firing alerts")

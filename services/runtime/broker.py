@@ -24,6 +24,7 @@ class NatsUnreachable(RuntimeError):
 async def check_reachable(url: str, connect_timeout: int = CONNECT_TIMEOUT_SECONDS) -> None:
     """One quick connection attempt, so a wrong NATS_URL is reported at once instead of after
     the client's default 60 silent retries."""
+
     async def quiet(_: Exception) -> None:  # the exception below says it once, clearly
         return None
 

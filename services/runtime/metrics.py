@@ -19,6 +19,18 @@ handler_failures = Counter(
 webhooks = Counter(
     "oncall_ingest_webhooks_total", "Alertmanager webhooks by outcome", ["outcome"], registry=REGISTRY
 )
+ingest_alerts = Counter(
+    "oncall_ingest_alerts_total",
+    "Alerts in accepted webhooks, by alert status",
+    ["status"],
+    registry=REGISTRY,
+)
+ingest_rejections = Counter(
+    "oncall_ingest_rejected_total",
+    "Refused webhooks by HTTP status and reason",
+    ["status", "reason"],
+    registry=REGISTRY,
+)
 ingest_publish_seconds = Histogram(
     "oncall_ingest_publish_seconds",
     "Time to a JetStream ack for an accepted webhook",

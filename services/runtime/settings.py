@@ -31,6 +31,8 @@ class Settings(BaseSettings):
 
     # alert_ingest
     ingest_token: SecretStr | None = Field(default=None, alias="INGEST_TOKEN")
+    ingest_basic_user: str | None = Field(default=None, alias="INGEST_BASIC_USER")
+    ingest_basic_password: SecretStr | None = Field(default=None, alias="INGEST_BASIC_PASSWORD")
     ingest_allow_anonymous: bool = Field(default=False, alias="INGEST_ALLOW_ANONYMOUS")
     ingest_max_bytes: int = Field(default=1024 * 1024, alias="ONCALL_INGEST_MAX_BYTES")
 
@@ -99,8 +101,3 @@ class Settings(BaseSettings):
     @property
     def github_configured(self) -> bool:
         return bool(self.github_owner and self.github_repo)
-
-
-def missing_for(settings: Settings, names: dict[str, object]) -> list[str]:
-    """Names of the settings in `names` that are unset (for clear start-up messages)."""
-    return [name for name, value in names.items() if value in (None, "")]

@@ -4,10 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from services.alert_ingest.incidents import next_group_entry
+from services.alert_ingest.incidents import change_kind, next_group_entry
 from services.alert_ingest.webhook import (
+    Credentials,
     Rejection,
-    check_bearer,
+    check_content_type,
+    check_credentials,
     notification_id,
     parse_webhook,
     subject_status,
@@ -64,14 +66,30 @@ def test_bad_payloads_are_refused_with_a_readable_reason(body: bytes, status: in
     assert rejection.status == status and names in rejection.reason
 
 
-def test_bearer_token_is_required_unless_anonymous_is_allowed() -> None:
-    assert check_bearer("Bearer s3cret", "s3cret", False) is None
-    assert check_bearer("bearer s3cret", "s3cret", False) is None
-    for header in (None, "", "Bearer wrong", "Basic czNjcmV0", "s3cret"):
-        rejected = check_bearer(header, "s3cret", False)
-        assert rejected is not None and rejected.status == 401
-    assert check_bearer(None, None, True) is None
-    assert check_bearer(None, None, False) is not None
+def test_bearer_or_basic_credentials_as_alertmanager_sends_them() -> None:
+    both = Credentials(token="s3cret", basic_user="amuser", basic_password="ampass")
+    assert check_credentials("Bearer s3cret", both) is None
+    assert check_credentials("bearer s3cret", both) is None
+    assert check_credentials("Basic YW11c2VyOmFtcGFzcw==", both) is None  # amuser:ampass, as captured
+    wrong = [None, "", "Bearer wrong", "Basic YW11c2VyOndyb25n", "Basic !!!", "s3cret", "Token s3cret"]
+    for header in wrong:
+        rejected = check_credentials(header, both)
+        assert rejected is not None and rejected.status == 401, header
+    assert both.challenge == 'Bearer realm="oncall", Basic realm="oncall"'
+
+
+def test_without_credentials_only_anonymous_mode_lets_webhooks_in() -> None:
+    assert check_credentials(None, Credentials(allow_anonymous=True)) is None
+    refused = check_credentials("Bearer anything", Credentials())
+    assert refused is not None and "INGEST_TOKEN" in refused.reason
+
+
+def test_content_type_must_be_json_when_given() -> None:
+    assert check_content_type("application/json") is None
+    assert check_content_type("application/json; charset=utf-8") is None
+    assert check_content_type(None) is None
+    refused = check_content_type("application/x-www-form-urlencoded")
+    assert refused is not None and refused.status == 415
 
 
 def test_a_repeat_has_the_same_notification_id_and_a_change_does_not(fixtures_dir: Path) -> None:
@@ -88,7 +106,9 @@ def test_one_incident_per_group_until_resolved_then_a_new_one(fixtures_dir: Path
     assert isinstance(firing, AlertGroup)
     first = next_group_entry(None, firing)
     assert first is not None and first.status == "open"
+    assert change_kind(None, first) == "new"
     assert next_group_entry(first, firing) is None  # same incident
+    assert change_kind(first, first) == "repeat"
     resolved = firing.model_copy(
         update={
             "status": "resolved",
@@ -97,6 +117,7 @@ def test_one_incident_per_group_until_resolved_then_a_new_one(fixtures_dir: Path
     )
     closed = next_group_entry(first, resolved)
     assert closed is not None and closed.status == "resolved" and closed.incident_id == first.incident_id
+    assert change_kind(first, closed) == "resolved"
     refired = firing.model_copy(
         update={
             "alerts": [
@@ -106,3 +127,15 @@ def test_one_incident_per_group_until_resolved_then_a_new_one(fixtures_dir: Path
     )
     reopened = next_group_entry(closed, refired)
     assert reopened is not None and reopened.status == "open" and reopened.incident_id != first.incident_id
+    assert change_kind(closed, reopened) == "new"
+
+
+def test_a_new_alert_joining_the_group_is_a_change_of_the_same_incident(fixtures_dir: Path) -> None:
+    one = parse_webhook((fixtures_dir / "alertmanager_webhook_real.json").read_bytes())
+    two = parse_webhook((fixtures_dir / "alertmanager_webhook_real_prometheus_group.json").read_bytes())
+    assert isinstance(one, AlertGroup) and isinstance(two, AlertGroup)
+    first = next_group_entry(None, one)
+    assert first is not None
+    grown = next_group_entry(first, two)
+    assert grown is not None and grown.incident_id == first.incident_id and len(grown.firing) == 2
+    assert change_kind(first, grown) == "changed"

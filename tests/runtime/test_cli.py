@@ -48,8 +48,10 @@ def test_readiness_and_intake_follow_nats(tmp_path: Path) -> None:
     server = EmbeddedNats(tmp_path / "nats")
     url = server.start()
     ingest = OncallProcess(["run", "alert_ingest"], {"NATS_URL": url, "INGEST_TOKEN": "t"}, tmp_path)
-    hook = (Path(__file__).resolve().parents[3] / "shared/reference/fixtures/alertmanager/"
-            "alertmanager_webhook_real.json").read_bytes()
+    hook = (
+        Path(__file__).resolve().parents[3] / "shared/reference/fixtures/alertmanager/"
+        "alertmanager_webhook_real.json"
+    ).read_bytes()
     headers = {"Authorization": "Bearer t", "Content-Type": "application/json"}
     try:
         ingest.wait_ready()
@@ -59,7 +61,9 @@ def test_readiness_and_intake_follow_nats(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert httpx.get(ingest.url + "/readyz").status_code == 503
         assert httpx.get(ingest.url + "/healthz").status_code == 200
-        assert httpx.post(ingest.url + "/alerts", content=hook, headers=headers, timeout=15).status_code == 503
+        assert (
+            httpx.post(ingest.url + "/alerts", content=hook, headers=headers, timeout=15).status_code == 503
+        )
     finally:
         ingest.stop()
         server.stop()
