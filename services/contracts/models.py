@@ -230,6 +230,32 @@ class TicketFailed(BusMessage):
     reason: str
 
 
+# --- silences ------------------------------------------------------------------------------
+
+
+class SilenceMatcher(BaseModel):
+    """An Alertmanager v2 matcher (external-apis.md §1.4)."""
+
+    name: str
+    value: str
+    is_regex: bool = Field(default=False, alias="isRegex")
+    is_equal: bool = Field(default=True, alias="isEqual")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class SilenceRequested(BusMessage):
+    """`oncall.silences.requested`: a human asked to silence (or unsilence) an incident's alerts."""
+
+    request_id: str
+    incident_id: str
+    requested_by: str
+    action: Literal["create", "expire"] = "create"
+    matchers: list[SilenceMatcher] = Field(default_factory=list)
+    duration_seconds: int = Field(default=7200, ge=60, le=14 * 24 * 3600)
+    comment: str = ""
+
+
 # --- tools -----------------------------------------------------------------------------------
 
 ToolErrorKind = Literal[
@@ -314,6 +340,9 @@ class Conversation(BaseModel):
     turns: list[HumanTurn] = Field(default_factory=list)
     ticket_key: str | None = None
     ticket_url: str | None = None
+    acked_by: str | None = None
+    group_labels: dict[str, str] = Field(default_factory=dict)
+    tokens_used: int = 0
     updated_at: datetime = Field(default_factory=utc_now)
 
 

@@ -32,9 +32,15 @@ ALERTS: Final = StreamSpec(
 )
 EVENTS: Final = StreamSpec(
     name="ONCALL_EVENTS",
-    subjects=["oncall.incidents.>", "oncall.human.>", "oncall.notify.>", "oncall.tickets.>"],
+    subjects=[
+        "oncall.incidents.>",
+        "oncall.human.>",
+        "oncall.notify.>",
+        "oncall.tickets.>",
+        "oncall.silences.>",
+    ],
     max_age_seconds=7 * 24 * 3600,
-    description="Diagnoses, human replies, texts for the human, ticket requests and outcomes.",
+    description="Diagnoses, human replies, texts for the human, ticket and silence requests, outcomes.",
 )
 DEAD_LETTERS: Final = StreamSpec(
     name="ONCALL_DLQ",

@@ -12,6 +12,7 @@ NOTIFY_TEXT: Final = "oncall.notify.text"
 TICKETS_REQUESTED: Final = "oncall.tickets.requested"
 TICKETS_CREATED: Final = "oncall.tickets.created"
 TICKETS_FAILED: Final = "oncall.tickets.failed"
+SILENCES_REQUESTED: Final = "oncall.silences.requested"
 
 TOOLS_PREFIX: Final = "oncall.tools"
 TOOLS_QUEUE: Final = "tools"

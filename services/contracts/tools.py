@@ -48,6 +48,14 @@ class CreateJiraTicketArgs(BaseModel):
     priority: Priority | None = Field(default=None, description="Only if the human asked for one")
 
 
+class SilenceAlertArgs(BaseModel):
+    duration_minutes: int = Field(default=120, ge=1, le=14 * 24 * 60, description="As the human said")
+
+
+class NoArgs(BaseModel):
+    pass
+
+
 ToolKind = Literal["read", "final", "write"]
 
 
@@ -105,8 +113,40 @@ CREATE_JIRA_TICKET: Final = ToolSpec(
     kind="write",
 )
 
+SILENCE_ALERT: Final = ToolSpec(
+    name="silence_alert",
+    description="Silence this incident's alerts in Alertmanager. Only when the on-call person asked for it.",
+    args_model=SilenceAlertArgs,
+    kind="write",
+)
+UNSILENCE_ALERT: Final = ToolSpec(
+    name="unsilence_alert",
+    description="Remove the silence this agent created for the incident, when the on-call person asks.",
+    args_model=NoArgs,
+    kind="write",
+)
+ACKNOWLEDGE_INCIDENT: Final = ToolSpec(
+    name="acknowledge_incident",
+    description="Record that the on-call person has taken the incident (tells the other on-call people).",
+    args_model=NoArgs,
+    kind="write",
+)
+RESOLVE_INCIDENT: Final = ToolSpec(
+    name="resolve_incident",
+    description="Close the incident as resolved. Only when the on-call person says it is fixed or resolved.",
+    args_model=NoArgs,
+    kind="write",
+)
+
 READ_TOOLS: Final = (FETCH_LOGS, COMPUTE_ERROR_RATE, FETCH_CODE)
-ALL_TOOLS: Final = (*READ_TOOLS, SEND_DIAGNOSIS, CREATE_JIRA_TICKET)
+WRITE_TOOLS: Final = (
+    CREATE_JIRA_TICKET,
+    SILENCE_ALERT,
+    UNSILENCE_ALERT,
+    ACKNOWLEDGE_INCIDENT,
+    RESOLVE_INCIDENT,
+)
+ALL_TOOLS: Final = (*READ_TOOLS, SEND_DIAGNOSIS, *WRITE_TOOLS)
 TOOLS_BY_NAME: Final = {spec.name: spec for spec in ALL_TOOLS}
 
 

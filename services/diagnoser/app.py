@@ -19,6 +19,7 @@ def wire(ctx: ServiceContext) -> ServiceParts:
         caller=ToolCaller(ctx.broker, timeout_seconds=settings.tool_timeout_seconds + 2),
         model=model,
         max_rounds=settings.max_rounds,
+        token_budget=settings.token_budget,
         in_flight=asyncio.Semaphore(settings.max_concurrent_diagnoses),
     )
     workers = settings.max_concurrent_diagnoses

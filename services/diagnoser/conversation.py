@@ -1,5 +1,7 @@
 """Pure changes to the conversation record kept in KV (applied with compare-and-set)."""
 
+from typing import Any
+
 from services.contracts.models import AlertGroup, Conversation, Diagnosis, HumanTurn, utc_now
 
 
@@ -11,6 +13,7 @@ def new_conversation(group: AlertGroup, incident_id: str) -> Conversation:
             title=group.title,
             service=group.service,
             severity=group.common_labels.get("severity"),
+            group_labels=group.group_labels,
             generator_url=next((a.generator_url for a in group.alerts if a.generator_url), None),
             runbook_url=group.annotation("runbook_url"),
         ),
@@ -43,7 +46,8 @@ def with_diagnosis(
     diagnosis: Diagnosis,
     evidence_summary: str,
     error_rate: float | None,
-    llm_messages: list[dict[str, object]],
+    llm_messages: list[dict[str, Any]],
+    tokens: int,
 ) -> Conversation:
     updated = with_alerts(conversation, group)
     return updated.model_copy(
@@ -54,8 +58,13 @@ def with_diagnosis(
             "evidence_summary": evidence_summary,
             "error_rate": error_rate,
             "llm_messages": llm_messages,
+            "tokens_used": conversation.tokens_used + tokens,
         }
     )
+
+
+def acknowledged(conversation: Conversation, by: str) -> Conversation:
+    return conversation.model_copy(update={"acked_by": by, "updated_at": utc_now()})
 
 
 def resolved(conversation: Conversation) -> Conversation:

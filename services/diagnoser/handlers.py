@@ -18,7 +18,7 @@ from services.contracts.models import (
 )
 from services.diagnoser import conversation as conv
 from services.diagnoser.evidence import error_rate_of, gather_evidence, summarize
-from services.diagnoser.investigation import ModelDidNotConclude, diagnose_with_model
+from services.diagnoser.investigation import ModelDidNotConclude, compact, diagnose_with_model
 from services.diagnoser.model import ModelClient, ModelError
 from services.diagnoser.rules import rule_based_diagnosis
 from services.diagnoser.toolcalls import ToolCaller
@@ -35,6 +35,7 @@ class Diagnoser:
     caller: ToolCaller
     model: ModelClient | None
     max_rounds: int
+    token_budget: int
     in_flight: asyncio.Semaphore
 
     # --- alerts ---------------------------------------------------------------------
@@ -57,24 +58,32 @@ class Diagnoser:
         log.info("investigating incident %s: %s", incident_id, group.title)
         evidence = await gather_evidence(self.caller, group, incident_id)
         llm_messages: list[dict[str, Any]] = []
+        tokens = 0
         diagnosis = None
         if self.model is not None:
             try:
-                diagnosis, llm_messages = await diagnose_with_model(
-                    self.model, self.caller, group, incident_id, evidence, self.max_rounds
+                investigation = await diagnose_with_model(
+                    self.model, self.caller, group, incident_id, evidence, self.max_rounds, self.token_budget
                 )
+                diagnosis, llm_messages, tokens = (
+                    investigation.diagnosis,
+                    investigation.messages,
+                    investigation.tokens,
+                )
+                metrics.model_calls.observe(investigation.model_calls)
             except (ModelError, ModelDidNotConclude) as exc:
                 log.warning("model failed for incident %s, using rules: %s", incident_id, exc)
                 metrics.llm_failures.labels(reason=exc.__class__.__name__).inc()
         if diagnosis is None:
             diagnosis = rule_based_diagnosis(group, evidence)
         summary, rate = summarize(evidence), error_rate_of(evidence)
+        kept_messages = compact(llm_messages)
 
         def store(existing: Conversation | None) -> Conversation | None:
             base = existing or current or conv.new_conversation(group, incident_id)
             if existing is not None and not conv.needs_diagnosis(existing, group):
                 return None  # another replica stored a diagnosis for these alerts meanwhile
-            return conv.with_diagnosis(base, group, diagnosis, summary, rate, llm_messages)
+            return conv.with_diagnosis(base, group, diagnosis, summary, rate, kept_messages, tokens)
 
         stored = await self.bus.kv_update(streams.CONVERSATIONS, incident_id, Conversation, store)
         assert stored is not None
@@ -116,14 +125,19 @@ class Diagnoser:
         if closed is None:
             log.info("resolved notification for unknown incident %s: nothing to tell", incident_id)
             return
+        await self._publish_resolved(closed)
+
+    async def _publish_resolved(self, closed: Conversation) -> None:
         event = IncidentResolved(
-            incident_id=incident_id,
+            incident_id=closed.incident_id,
             title=closed.title,
             started_at=min((a.starts_at for a in closed.alerts if a.starts_at), default=closed.opened_at),
             resolved_at=closed.resolved_at or closed.updated_at,
             ticket_key=closed.ticket_key,
         )
-        await self.bus.publish_event(subjects.INCIDENTS_RESOLVED, event, msg_id=f"resolved-{incident_id}")
+        await self.bus.publish_event(
+            subjects.INCIDENTS_RESOLVED, event, msg_id=f"resolved-{closed.incident_id}"
+        )
 
     # --- human turns ------------------------------------------------------------------
 
@@ -136,20 +150,37 @@ class Diagnoser:
             log.info("reply %s already handled", reply.message_sid)
             return
         outcome = await self._turn(conversation, reply)
-        for index, ticket in enumerate(outcome.tickets):
+        # Publish first, record the turn last: a redelivery re-publishes under the same ids
+        # (dropped by JetStream) and the notifier/ticketing keep their own idempotency keys.
+        for ticket in outcome.tickets:
             await self.bus.publish_event(
-                subjects.TICKETS_REQUESTED, ticket, msg_id=f"ticket-requested-{reply.message_sid}-{index}"
+                subjects.TICKETS_REQUESTED, ticket, msg_id=f"ticket-requested-{ticket.request_id}"
+            )
+        for silence in outcome.silences:
+            await self.bus.publish_event(
+                subjects.SILENCES_REQUESTED, silence, msg_id=f"silence-{silence.request_id}"
             )
         await self._answer(reply, conversation.incident_id, outcome.answer)
         turn = HumanTurn(
             message_sid=reply.message_sid, sender=reply.sender, text=reply.body, answer=outcome.answer
         )
-        await self.bus.kv_update(
-            streams.CONVERSATIONS,
-            conversation.incident_id,
-            Conversation,
-            lambda existing: conv.with_turn(existing, turn) if existing else None,
+        who = reply.profile_name or reply.sender
+
+        def record(existing: Conversation | None) -> Conversation | None:
+            if existing is None:
+                return None
+            updated = conv.with_turn(existing, turn)
+            if outcome.acknowledge:
+                updated = conv.acknowledged(updated, who)
+            if outcome.resolve and updated.status != "resolved":
+                updated = conv.resolved(updated)
+            return updated
+
+        stored = await self.bus.kv_update(
+            streams.CONVERSATIONS, conversation.incident_id, Conversation, record
         )
+        if outcome.resolve and stored is not None:
+            await self._publish_resolved(stored)
 
     async def _turn(self, conversation: Conversation, reply: HumanReplied) -> TurnOutcome:
         if self.model is not None:

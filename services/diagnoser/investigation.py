@@ -4,6 +4,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -85,6 +86,14 @@ class ModelDidNotConclude(Exception):
     pass
 
 
+@dataclass
+class Investigation:
+    diagnosis: Diagnosis
+    messages: list[dict[str, Any]]
+    model_calls: int
+    tokens: int
+
+
 async def diagnose_with_model(
     model: ModelClient,
     caller: ToolCaller,
@@ -92,9 +101,12 @@ async def diagnose_with_model(
     incident_id: str,
     evidence: Evidence,
     max_rounds: int,
-) -> tuple[Diagnosis, list[dict[str, Any]]]:
-    """Returns the diagnosis and the conversation with the model. Raises ModelError or
-    ModelDidNotConclude: the caller then falls back to the rule-based diagnosis."""
+    token_budget: int,
+) -> Investigation:
+    """Raises ModelError or ModelDidNotConclude: the caller then falls back to the rules.
+
+    The model is forced to conclude (tool_choice on send_diagnosis) in the last round, or as soon
+    as the incident's token budget is spent."""
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": DIAGNOSIS_SYSTEM_PROMPT},
         {"role": "user", "content": alert_message(group, incident_id)},
@@ -102,20 +114,39 @@ async def diagnose_with_model(
     ]
     cache: dict[str, str] = {}
     offered = tools.diagnosis_tools()
+    tokens = 0
     for round_number in range(1, max_rounds + 1):
-        last_round = round_number == max_rounds
-        reply = await model.complete(messages, offered, FORCE_DIAGNOSIS if last_round else "auto")
-        messages.append(reply)
-        calls = reply.get("tool_calls") or []
+        forced = round_number == max_rounds or tokens >= token_budget
+        reply = await model.complete(messages, offered, FORCE_DIAGNOSIS if forced else "auto")
+        tokens += reply.tokens
+        messages.append(reply.message)
+        calls = reply.message.get("tool_calls") or []
         final = next((c for c in calls if c["function"]["name"] == tools.SEND_DIAGNOSIS.name), None)
         if final is not None:
-            return parse_diagnosis(final["function"]["arguments"]), messages
+            diagnosis = parse_diagnosis(final["function"]["arguments"])
+            return Investigation(diagnosis, messages, round_number, tokens)
+        if forced:
+            break
         if not calls:
             # Text instead of a tool call: ask once more for the structured answer.
             messages.append({"role": "user", "content": "Conclude now by calling send_diagnosis."})
             continue
         messages += await run_read_tools(caller, calls, READ_TOOL_NAMES, cache, incident_id)
-    raise ModelDidNotConclude(f"no send_diagnosis after {max_rounds} rounds")
+    raise ModelDidNotConclude(f"no send_diagnosis after {round_number} rounds and {tokens} tokens")
+
+
+def compact(messages: list[dict[str, Any]], keep_last: int = 6, max_chars: int = 600) -> list[dict[str, Any]]:
+    """Bounds what is kept in KV: tool outputs older than the last few are cut to a summary."""
+    cut_before = len(messages) - keep_last
+    compacted = []
+    for index, message in enumerate(messages):
+        content = message.get("content")
+        old = index < cut_before and message.get("role") == "tool"
+        if old and isinstance(content, str) and len(content) > max_chars:
+            cut = f" …[{len(content) - max_chars} chars cut]"
+            message = {**message, "content": content[:max_chars] + cut}
+        compacted.append(message)
+    return compacted
 
 
 def parse_diagnosis(arguments: str) -> Diagnosis:

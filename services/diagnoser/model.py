@@ -1,5 +1,6 @@
 """The one client of the model: OpenAI chat completions (any OpenAI-compatible server)."""
 
+from dataclasses import dataclass
 from typing import Any
 
 import openai
@@ -12,6 +13,12 @@ class ModelError(Exception):
     """The model could not be used for this turn (after the SDK's own retries)."""
 
 
+@dataclass
+class ModelReply:
+    message: dict[str, Any]  # the assistant message as a plain dict (stored in KV)
+    tokens: int  # prompt + completion tokens the server counted
+
+
 class ModelClient:
     def __init__(self, settings: Settings):
         assert settings.openai_api_key is not None
@@ -22,13 +29,10 @@ class ModelClient:
             timeout=settings.openai_timeout_seconds,
             max_retries=2,
         )
-        self.calls = 0
 
     async def complete(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], tool_choice: Any = "auto"
-    ) -> dict[str, Any]:
-        """One chat completion; returns the assistant message as a plain dict (stored in KV)."""
-        self.calls += 1
+    ) -> ModelReply:
         try:
             response = await self._client.chat.completions.create(
                 model=self.model,
@@ -53,7 +57,8 @@ class ModelClient:
                 for call in message.tool_calls
                 if call.type == "function"
             ]
-        return result
+        tokens = response.usage.total_tokens if response.usage else 0
+        return ModelReply(result, tokens)
 
     async def close(self) -> None:
         await self._client.close()

@@ -1,16 +1,22 @@
-"""A human's turn: what they asked for becomes an answer and, for write actions, requests
-(ticket) for the other services. Write actions exist only here, on an authenticated human's words."""
+"""A human's turn: what they asked for becomes an answer and, for write actions, requests for
+the other services. Write actions exist only here, on an authenticated human's words."""
 
 import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from services.contracts import tools
-from services.contracts.models import Conversation, HumanReplied, TicketRequested
-from services.contracts.tools import CreateJiraTicketArgs
+from services.contracts.models import (
+    Conversation,
+    HumanReplied,
+    SilenceMatcher,
+    SilenceRequested,
+    TicketRequested,
+)
+from services.contracts.tools import CreateJiraTicketArgs, SilenceAlertArgs
 from services.diagnoser.investigation import READ_TOOL_NAMES, run_read_tools
 from services.diagnoser.model import ModelClient
 from services.diagnoser.prompts import HUMAN_TURN_SYSTEM_PROMPT, incident_context
@@ -24,55 +30,140 @@ MAX_TURN_ROUNDS = 4
 
 @dataclass
 class TurnOutcome:
-    answer: str
+    answer: str = ""
     tickets: list[TicketRequested] = field(default_factory=list)
+    silences: list[SilenceRequested] = field(default_factory=list)
+    acknowledge: bool = False
+    resolve: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def acted(self) -> bool:
+        return bool(self.tickets or self.silences or self.acknowledge or self.resolve)
 
 
-def ticket_request(
-    conversation: Conversation, reply: HumanReplied, args: CreateJiraTicketArgs, index: int = 0
-) -> TicketRequested:
-    diagnosis = conversation.diagnosis
-    return TicketRequested(
-        request_id=f"{reply.message_sid}-{index}",
-        incident_id=conversation.incident_id,
-        requested_by=reply.sender,
-        title=conversation.title,
-        summary=args.summary or conversation.title,
-        priority=args.priority or (diagnosis.priority if diagnosis else "P2"),
-        assignee=args.assignee,
-        diagnosis=diagnosis,
-        service=conversation.service,
-        generator_url=conversation.generator_url,
-        runbook_url=conversation.runbook_url,
-    )
+def silence_matchers(conversation: Conversation) -> list[SilenceMatcher]:
+    """The group's labels select exactly this incident's alerts."""
+    labels = conversation.group_labels or {
+        k: v
+        for k, v in (conversation.alerts[0].labels if conversation.alerts else {}).items()
+        if k in ("alertname", "service")
+    }
+    return [SilenceMatcher(name=k, value=v) for k, v in sorted(labels.items())]
 
 
-def ticket_answer(args: CreateJiraTicketArgs) -> str:
-    who = f", assigned to {args.assignee}" if args.assignee else ""
-    return f"Creating the Jira ticket{who}. I'll confirm with the link."
+def perform(
+    outcome: TurnOutcome, conversation: Conversation, reply: HumanReplied, name: str, args: BaseModel
+) -> str:
+    """Turns one write action into a request (at most one of each kind per human message) and
+    returns the note for the human."""
+    request_id = f"{reply.message_sid}-{name}"
+    title = f"*{conversation.title}*"
+    if isinstance(args, CreateJiraTicketArgs):
+        if not outcome.tickets:
+            diagnosis = conversation.diagnosis
+            outcome.tickets.append(
+                TicketRequested(
+                    request_id=request_id,
+                    incident_id=conversation.incident_id,
+                    requested_by=reply.profile_name or reply.sender,
+                    title=conversation.title,
+                    summary=args.summary or conversation.title,
+                    priority=args.priority or (diagnosis.priority if diagnosis else "P2"),
+                    assignee=args.assignee,
+                    diagnosis=diagnosis,
+                    service=conversation.service,
+                    generator_url=conversation.generator_url,
+                    runbook_url=conversation.runbook_url,
+                )
+            )
+        who = f", assigned to {args.assignee}" if args.assignee else ""
+        note = f"Creating the Jira ticket{who}. I'll confirm with the link."
+    elif name in (tools.SILENCE_ALERT.name, tools.UNSILENCE_ALERT.name):
+        create = name == tools.SILENCE_ALERT.name
+        minutes = args.duration_minutes if isinstance(args, SilenceAlertArgs) else 0
+        if not outcome.silences:
+            outcome.silences.append(
+                SilenceRequested(
+                    request_id=request_id,
+                    incident_id=conversation.incident_id,
+                    requested_by=reply.sender,
+                    action="create" if create else "expire",
+                    matchers=silence_matchers(conversation),
+                    duration_seconds=max(60, minutes * 60),
+                    comment=f"Silenced from WhatsApp by {reply.sender}, incident #{conversation.incident_id}",
+                )
+            )
+        note = (
+            f"Silencing {title} for {_duration(minutes)}." if create else f"Removing the silence on {title}."
+        )
+    elif name == tools.ACKNOWLEDGE_INCIDENT.name:
+        outcome.acknowledge = True
+        note = f"{reply.profile_name or reply.sender} has taken {title}."
+    elif name == tools.RESOLVE_INCIDENT.name:
+        outcome.resolve = True
+        note = f"Resolving {title} as asked by {reply.profile_name or reply.sender}."
+    else:  # pragma: no cover - every write tool is handled above
+        raise ValueError(name)
+    outcome.notes.append(note)
+    return note
+
+
+def _duration(minutes: int) -> str:
+    if minutes % (24 * 60) == 0:
+        return f"{minutes // (24 * 60)}d"
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes} min"
 
 
 async def rules_turn(caller: ToolCaller, conversation: Conversation, reply: HumanReplied) -> TurnOutcome:
     intent = parse_reply(reply.body)
+    outcome = TurnOutcome()
     if intent.kind == "ticket":
-        args = CreateJiraTicketArgs(assignee=intent.assignee, priority=intent.priority)
-        return TurnOutcome(ticket_answer(args), [ticket_request(conversation, reply, args)])
-    if intent.kind == "status":
+        perform(
+            outcome,
+            conversation,
+            reply,
+            tools.CREATE_JIRA_TICKET.name,
+            CreateJiraTicketArgs(assignee=intent.assignee, priority=intent.priority),
+        )
+    elif intent.kind == "silence":
+        perform(
+            outcome,
+            conversation,
+            reply,
+            tools.SILENCE_ALERT.name,
+            SilenceAlertArgs(duration_minutes=intent.minutes or 120),
+        )
+    elif intent.kind == "unsilence":
+        perform(outcome, conversation, reply, tools.UNSILENCE_ALERT.name, tools.NoArgs())
+    elif intent.kind == "ack":
+        perform(outcome, conversation, reply, tools.ACKNOWLEDGE_INCIDENT.name, tools.NoArgs())
+    elif intent.kind == "resolve":
+        perform(outcome, conversation, reply, tools.RESOLVE_INCIDENT.name, tools.NoArgs())
+    elif intent.kind == "status":
         result = await caller.call(
             tools.COMPUTE_ERROR_RATE.name, {"service": conversation.service}, conversation.incident_id
         )
-        return TurnOutcome(status_text(conversation, result.data if result.ok else None, result))
-    return TurnOutcome(HELP_TEXT)
+        outcome.answer = status_text(conversation, result.data if result.ok else None, result)
+    else:
+        outcome.answer = HELP_TEXT
+    outcome.answer = outcome.answer or "\n".join(outcome.notes)
+    return outcome
 
 
 def status_text(conversation: Conversation, data: Any, result: Any) -> str:
     head = f"*{conversation.title}* is {conversation.status}."
+    if conversation.acked_by:
+        head += f" Taken by {conversation.acked_by}."
     if isinstance(data, dict) and data.get("error_rate") is not None:
         return f"{head} Error rate now: {float(data['error_rate']):.1%}."
     if isinstance(data, dict):
         return f"{head} No traffic in the last minute, so no error rate."
     reason = result.error.message if getattr(result, "error", None) else "unknown"
     return f"{head} I could not read the error rate: {reason}"
+
+
+WRITE_TOOL_NAMES = frozenset(spec.name for spec in tools.WRITE_TOOLS)
 
 
 async def model_turn(
@@ -86,38 +177,36 @@ async def model_turn(
     ]
     offered = tools.human_turn_tools()
     cache: dict[str, str] = {}
-    tickets: list[TicketRequested] = []
-    notes: list[str] = []
+    outcome = TurnOutcome()
     for _ in range(MAX_TURN_ROUNDS):
-        message = await model.complete(messages, offered)
+        message = (await model.complete(messages, offered)).message
         messages.append(message)
         calls = message.get("tool_calls") or []
         if not calls:
-            answer = (message.get("content") or "").strip()
-            return TurnOutcome(answer or "\n".join(notes) or HELP_TEXT, tickets)
-        write_calls = [c for c in calls if c["function"]["name"] == tools.CREATE_JIRA_TICKET.name]
+            outcome.answer = (message.get("content") or "").strip() or "\n".join(outcome.notes) or HELP_TEXT
+            return outcome
+        write_calls = [c for c in calls if c["function"]["name"] in WRITE_TOOL_NAMES]
         read_calls = [c for c in calls if c not in write_calls]
-        for call in write_calls:
-            content = _ticket_call(conversation, reply, call, len(tickets), tickets, notes)
-            messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
-        messages += await run_read_tools(caller, read_calls, READ_TOOL_NAMES, cache, conversation.incident_id)
-    return TurnOutcome("\n".join(notes) or "I could not finish that; try `help`.", tickets)
+        results = {c["id"]: _write_call(outcome, conversation, reply, c) for c in write_calls}
+        results |= {
+            m["tool_call_id"]: m
+            for m in await run_read_tools(
+                caller, read_calls, READ_TOOL_NAMES, cache, conversation.incident_id
+            )
+        }
+        # Tool messages in the order of the calls, as the API expects.
+        messages += [results[c["id"]] for c in calls]
+    outcome.answer = "\n".join(outcome.notes) or "I could not finish that; try `help`."
+    return outcome
 
 
-def _ticket_call(
-    conversation: Conversation,
-    reply: HumanReplied,
-    call: dict[str, Any],
-    index: int,
-    tickets: list[TicketRequested],
-    notes: list[str],
-) -> str:
+def _write_call(
+    outcome: TurnOutcome, conversation: Conversation, reply: HumanReplied, call: dict[str, Any]
+) -> dict[str, Any]:
+    name = call["function"]["name"]
     try:
-        args = CreateJiraTicketArgs.model_validate_json(call["function"]["arguments"] or "{}")
+        args = tools.TOOLS_BY_NAME[name].args_model.model_validate_json(call["function"]["arguments"] or "{}")
+        content = json.dumps({"ok": True, "done": perform(outcome, conversation, reply, name, args)})
     except ValidationError as exc:
-        return json.dumps({"error": f"invalid arguments: {exc.errors()[0]['msg']}"})
-    if tickets:  # one ticket per human message, however often the model asks
-        return json.dumps({"ok": True, "note": "already requested"})
-    tickets.append(ticket_request(conversation, reply, args, index))
-    notes.append(ticket_answer(args))
-    return json.dumps({"ok": True, "note": "ticket requested; the ticketing service confirms to the human"})
+        content = json.dumps({"error": f"invalid arguments: {exc.errors()[0]['msg']}"})
+    return {"role": "tool", "tool_call_id": call["id"], "content": content}

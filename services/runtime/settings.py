@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     ingest_allow_anonymous: bool = Field(default=False, alias="INGEST_ALLOW_ANONYMOUS")
     ingest_max_bytes: int = Field(default=1024 * 1024, alias="ONCALL_INGEST_MAX_BYTES")
 
+    # Alertmanager API (silences)
+    alertmanager_url: str | None = Field(default=None, alias="ALERTMANAGER_URL")
+
     # tools
     lb_url: str | None = Field(default=None, alias="LB_URL")
     loki_url: str | None = Field(default=None, alias="LOKI_URL")
@@ -56,6 +59,7 @@ class Settings(BaseSettings):
     openai_timeout_seconds: float = Field(default=60.0, alias="ONCALL_OPENAI_TIMEOUT_SECONDS")
     max_rounds: int = Field(default=6, ge=1, le=20, alias="ONCALL_MAX_ROUNDS")
     max_concurrent_diagnoses: int = Field(default=8, ge=1, alias="ONCALL_MAX_CONCURRENT_DIAGNOSES")
+    token_budget: int = Field(default=60_000, ge=1_000, alias="ONCALL_TOKEN_BUDGET")
 
     # notifier
     twilio_account_sid: str | None = Field(default=None, alias="TWILIO_ACCOUNT_SID")
