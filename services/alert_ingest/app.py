@@ -8,7 +8,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.alert_ingest.alertmanager import AlertmanagerClient
 from services.alert_ingest.incidents import change_kind, next_group_entry
+from services.alert_ingest.silences import handle_silence
 from services.alert_ingest.webhook import (
     Credentials,
     Rejection,
@@ -18,9 +20,10 @@ from services.alert_ingest.webhook import (
     parse_webhook,
     subject_status,
 )
-from services.contracts import streams, subjects
-from services.contracts.models import GroupIndexEntry, group_hash
+from services.contracts import consumers, streams, subjects
+from services.contracts.models import GroupIndexEntry, SilenceRequested, group_hash
 from services.runtime import metrics
+from services.runtime.bus import subscribe_durable
 from services.runtime.service import ServiceContext, ServiceParts
 
 log = logging.getLogger("oncall.alert_ingest")
@@ -123,4 +126,14 @@ def wire(ctx: ServiceContext) -> ServiceParts:
             status_code=202,
         )
 
-    return ServiceParts(routes=[Route("/alerts", post_alerts, methods=["POST"])])
+    # Silences asked for on WhatsApp are executed here, beside the rest of the Alertmanager side.
+    alertmanager = AlertmanagerClient(settings.alertmanager_url) if settings.alertmanager_url else None
+
+    async def on_silence(request: SilenceRequested) -> None:
+        await handle_silence(request, ctx.bus, alertmanager)
+
+    subscribe_durable(ctx.broker, ctx.bus, consumers.ALERTMANAGER_SILENCES, SilenceRequested, on_silence)
+    return ServiceParts(
+        routes=[Route("/alerts", post_alerts, methods=["POST"])],
+        on_stop=[alertmanager.aclose] if alertmanager else [],
+    )

@@ -32,3 +32,6 @@ NOTIFIER_TICKET_FAILED: Final = ConsumerSpec(
 TICKETING_REQUESTED: Final = ConsumerSpec(
     durable="ticketing-requested", stream=streams.EVENTS, subjects=[subjects.TICKETS_REQUESTED]
 )
+ALERTMANAGER_SILENCES: Final = ConsumerSpec(
+    durable="alert-ingest-silences", stream=streams.EVENTS, subjects=[subjects.SILENCES_REQUESTED]
+)

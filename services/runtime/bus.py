@@ -152,6 +152,20 @@ class Bus:
                 await asyncio.sleep(0.005)
         raise CasConflict(f"{bucket.name}/{key}: too many concurrent writers")
 
+    async def kv_text(self, bucket: BucketSpec, key: str) -> str | None:
+        kv = await self.kv(bucket)
+        try:
+            entry = await kv.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        return entry.value.decode() if entry.value else None
+
+    async def kv_put_text(self, bucket: BucketSpec, key: str, value: str) -> None:
+        await (await self.kv(bucket)).put(key, value.encode())
+
+    async def kv_delete(self, bucket: BucketSpec, key: str) -> None:
+        await (await self.kv(bucket)).delete(key)
+
     async def claim(self, bucket: BucketSpec, key: str, value: bytes = b"1") -> bool:
         """Create `key` if absent: True for the first caller only (an idempotency claim)."""
         kv = await self.kv(bucket)

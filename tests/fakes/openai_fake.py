@@ -74,6 +74,12 @@ def _tool_call_error(messages: list[dict[str, Any]]) -> tuple[str, str] | None:
     return None
 
 
+def _usage(messages: list[dict[str, Any]], answer: dict[str, Any]) -> dict[str, int]:
+    """Token counts like a server's, approximated as 4 characters a token of the JSON."""
+    prompt, completion = len(json.dumps(messages)) // 4, len(json.dumps(answer)) // 4
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
 class FakeOpenAI(FakeHTTPServer):
     """POST /v1/chat/completions; point the SDK at base_url=fake.url + "/v1".
 
@@ -140,7 +146,7 @@ class FakeOpenAI(FakeHTTPServer):
             return json_response(step.status, _error_body(step.status, step.message), headers)
         if callable(step):
             step = step(body)
-        return json_response(200, self._completion(body["model"], step), {"x-request-id": uuid.uuid4().hex})
+        return json_response(200, self._completion(body["model"], step, body["messages"]), {"x-request-id": uuid.uuid4().hex})
 
     def _take_step(self) -> Step:
         with self._lock:
@@ -149,7 +155,7 @@ class FakeOpenAI(FakeHTTPServer):
         return step
 
     @staticmethod
-    def _completion(model: str, step: dict[str, Any]) -> dict[str, Any]:
+    def _completion(model: str, step: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
         content = step.get("content")
         if isinstance(content, dict | list):  # convenience for json_schema answers
             content = json.dumps(content)
@@ -182,5 +188,5 @@ class FakeOpenAI(FakeHTTPServer):
                     "message": message,
                 }
             ],
-            "usage": {"prompt_tokens": 50, "completion_tokens": 20, "total_tokens": 70},
+            "usage": _usage(messages, message),
         }

@@ -1,0 +1,66 @@
+"""Silences asked for by a human on WhatsApp: create or expire them and tell everyone."""
+
+import json
+import logging
+from datetime import timedelta
+
+from services.alert_ingest.alertmanager import AlertmanagerClient, AlertmanagerError
+from services.contracts import streams, subjects
+from services.contracts.models import NotifyText, SilenceRequested
+from services.runtime.bus import Bus
+
+log = logging.getLogger("oncall.alert_ingest.silences")
+
+
+def silence_key(incident_id: str) -> str:
+    return f"silence.{incident_id}"
+
+
+async def handle_silence(
+    request: SilenceRequested, bus: Bus, alertmanager: AlertmanagerClient | None
+) -> None:
+    """Transient Alertmanager errors raise (the consumer retries with backoff); anything else
+    becomes a plain answer to the on-call people."""
+    text = await _apply(request, bus, alertmanager)
+    note = NotifyText(
+        notification_id=f"silence-{request.request_id}", incident_id=request.incident_id, text=text
+    )
+    await bus.publish_event(subjects.NOTIFY_TEXT, note, msg_id=f"silence-outcome-{request.request_id}")
+
+
+async def _apply(request: SilenceRequested, bus: Bus, alertmanager: AlertmanagerClient | None) -> str:
+    if alertmanager is None:
+        return "I can't silence: Alertmanager is not configured (set ALERTMANAGER_URL)."
+    key = silence_key(request.incident_id)
+    stored = await bus.kv_text(streams.DELIVERIES, key)
+    current = json.loads(stored) if stored else None
+    try:
+        if request.action == "create":
+            if not request.matchers:
+                return "I can't silence this incident: its alerts have no labels to match."
+            duration = timedelta(seconds=request.duration_seconds)
+            matched = ", ".join(f"{m.name}={m.value}" for m in request.matchers)
+            done = f"🔕 Silenced for {_human(duration)} ({matched}). Reply `unsilence` to undo."
+            if current and current.get("request_id") == request.request_id:
+                return done  # a redelivery: this very request already made its silence
+            silence_id = await alertmanager.create_silence(request.matchers, duration, request.comment)
+            record = {"silence_id": silence_id, "request_id": request.request_id}
+            await bus.kv_put_text(streams.DELIVERIES, key, json.dumps(record))
+            return done
+        if current is None:
+            return "There is no silence of mine on this incident to remove."
+        await alertmanager.expire_silence(current["silence_id"])
+        await bus.kv_delete(streams.DELIVERIES, key)
+        return "🔔 Silence removed: alerts of this incident notify again."
+    except AlertmanagerError as exc:
+        if exc.transient:
+            raise
+        log.warning("silence %s for incident %s refused: %s", request.action, request.incident_id, exc)
+        return f"Alertmanager did not accept that: {exc}"
+
+
+def _human(duration: timedelta) -> str:
+    minutes = int(duration.total_seconds() // 60)
+    if minutes % (24 * 60) == 0:
+        return f"{minutes // (24 * 60)}d"
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes} min"
