@@ -35,3 +35,6 @@ TICKETING_REQUESTED: Final = ConsumerSpec(
 ALERTMANAGER_SILENCES: Final = ConsumerSpec(
     durable="alert-ingest-silences", stream=streams.EVENTS, subjects=[subjects.SILENCES_REQUESTED]
 )
+TICKETING_RESOLVED: Final = ConsumerSpec(
+    durable="ticketing-resolved", stream=streams.EVENTS, subjects=[subjects.INCIDENTS_RESOLVED]
+)

@@ -204,6 +204,7 @@ class TicketRequested(BusMessage):
     summary: str
     priority: Priority = "P2"
     assignee: str | None = Field(default=None, description="A name as the human wrote it")
+    new_ticket: bool = Field(default=False, description="A new ticket even if the incident has one")
     diagnosis: Diagnosis | None = None
     service: str | None = None
     generator_url: str | None = None

@@ -46,6 +46,7 @@ class CreateJiraTicketArgs(BaseModel):
     summary: str | None = Field(default=None, description="Ticket title; default: the incident title")
     assignee: str | None = Field(default=None, description="Person's name exactly as the human wrote it")
     priority: Priority | None = Field(default=None, description="Only if the human asked for one")
+    new_ticket: bool = Field(default=False, description="Only if the human asked for a new/separate ticket")
 
 
 class SilenceAlertArgs(BaseModel):

@@ -14,6 +14,7 @@ _ASSIGNEE = re.compile(
     re.I,
 )
 _NOT_A_NAME = {"with", "and", "priority", "please", "as", "for", "p1", "p2", "p3", "p4"}
+_NEW_TICKET = re.compile(r"\b(new|another|separate|second)\s+(jira\s+)?(ticket|task|issue)\b", re.I)
 _PRIORITY = re.compile(r"\b(?:priority\s*)?P([1-4])\b", re.I)
 _UNSILENCE = re.compile(r"\b(unsilence|un-silence|unmute|remove (the )?silence)\b", re.I)
 _SILENCE = re.compile(r"\b(silence|mute|snooze)\b", re.I)
@@ -42,12 +43,18 @@ class Intent:
     assignee: str | None = None
     priority: Priority | None = None
     minutes: int | None = None
+    new_ticket: bool = False
 
 
 def parse_reply(text: str) -> Intent:
     """The first rule that matches wins; the order puts the most specific first."""
     if _TICKET.search(text):
-        return Intent("ticket", assignee=assignee_in(text), priority=priority_in(text))
+        return Intent(
+            "ticket",
+            assignee=assignee_in(text),
+            priority=priority_in(text),
+            new_ticket=bool(_NEW_TICKET.search(text)),
+        )
     if _UNSILENCE.search(text):
         return Intent("unsilence")
     if _SILENCE.search(text):

@@ -71,6 +71,7 @@ def perform(
                     summary=args.summary or conversation.title,
                     priority=args.priority or (diagnosis.priority if diagnosis else "P2"),
                     assignee=args.assignee,
+                    new_ticket=args.new_ticket,
                     diagnosis=diagnosis,
                     service=conversation.service,
                     generator_url=conversation.generator_url,
@@ -124,7 +125,9 @@ async def rules_turn(caller: ToolCaller, conversation: Conversation, reply: Huma
             conversation,
             reply,
             tools.CREATE_JIRA_TICKET.name,
-            CreateJiraTicketArgs(assignee=intent.assignee, priority=intent.priority),
+            CreateJiraTicketArgs(
+                assignee=intent.assignee, priority=intent.priority, new_ticket=intent.new_ticket
+            ),
         )
     elif intent.kind == "silence":
         perform(

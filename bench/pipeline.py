@@ -1,0 +1,112 @@
+"""Benchmark of the whole pipeline: POST /alerts -> ... -> the Twilio API call.
+
+`oncall up` runs as a user runs it (subprocess, embedded NATS, all five services), with an instant
+scripted model (one call: send_diagnosis) and instant tools backends (logs, Prometheus, GitHub),
+all fakes on loopback from tests/fakes. Incidents are posted one after another (each a new group)
+and each one's latency is measured from the POST to the moment the fake Twilio received its
+WhatsApp message. Also printed: model calls per diagnosis, and the prompt tokens the model got
+compared with the raw logs the seed sent (tokens approximated as 4 characters each, for both).
+
+    .venv/bin/python bench/pipeline.py [--incidents 200]
+"""
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fakes import FakeGitHub, FakeLogs, FakeOpenAI, FakePrometheus, FakeTwilio, tool_call  # noqa: E402
+from support.processes import oncall_up  # noqa: E402
+
+from services.runtime import demo  # noqa: E402
+
+ON_CALL = "+15551230001"
+TOKEN = "bench-token"
+
+
+def conclude(_: dict[str, Any]) -> dict[str, Any]:
+    return {"tool_calls": [tool_call("send_diagnosis", {
+        "root_cause": "TypeError at inventory/inventory_service.py:47", "affected_file": demo.DEMO_BUGGY_FILE,
+        "line": demo.DEMO_BUGGY_LINE, "evidence": ["TypeError"], "priority": "P1",
+        "suggested_fix": "check for None", "next_steps": ["fix"], "confidence": 0.9,
+    })]}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--incidents", type=int, default=200)
+    args = parser.parse_args()
+
+    now = datetime.now(UTC)
+    log_lines = demo.demo_log_lines(now, seconds=300)
+    with tempfile.TemporaryDirectory() as tmp:
+        code_dir = demo.install_demo_code(Path(tmp) / "code")
+        source = (code_dir / demo.DEMO_BUGGY_FILE).read_text()
+        with (
+            FakeLogs(log_lines) as logs,
+            FakePrometheus(lambda q: 4.6 if "errors" in q else 19.8) as prometheus,
+            FakeGitHub(owner="acme", repo="inventory", files={demo.DEMO_BUGGY_FILE: source}) as github,
+            FakeOpenAI([conclude]) as model,
+            FakeTwilio() as twilio,
+        ):
+            settings = {
+                "INGEST_TOKEN": TOKEN, "ONCALL_DATA_DIR": str(Path(tmp) / "state"),
+                "LB_URL": logs.url, "PROM_URL": prometheus.url,
+                "GITHUB_API_URL": github.url, "GITHUB_TOKEN": github.token, "GITHUB_OWNER": "acme",
+                "GITHUB_REPO": "inventory",
+                "OPENAI_API_KEY": model.api_key, "OPENAI_BASE_URL": model.url + "/v1", "OPENAI_MODEL": "bench",
+                "TWILIO_ACCOUNT_SID": twilio.account_sid, "TWILIO_AUTH_TOKEN": twilio.auth_token,
+                "TWILIO_WHATSAPP_NUMBER": "+14155238886", "TWILIO_API_BASE_URL": twilio.url,
+                "USER_WHATSAPP_NUMBER": ON_CALL, "PUBLIC_BASE_URL": "https://oncall.example.com",
+                "ONCALL_LOG_LEVEL": "WARNING",
+            }
+            with oncall_up(settings, Path(tmp)) as oncall, httpx.Client(timeout=30) as client:
+                latencies = run(client, oncall.url, twilio, args.incidents, now)
+            calls = len(model.chat_requests)
+            prompt_tokens = [len(json.dumps(r["messages"])) // 4 for r in model.chat_requests]
+    raw_tokens = len(json.dumps(log_lines)) // 4
+    print(f"{'measure':<52} {'value':>12}   target")
+    print(f"{'POST /alerts -> Twilio API call, p50':<52} {statistics.median(latencies) * 1000:>9.1f} ms   <= 50 ms")
+    print(f"{'POST /alerts -> Twilio API call, p99':<52} {percentile(latencies, 0.99) * 1000:>9.1f} ms   <= 200 ms")
+    print(f"{'model calls per diagnosis':<52} {calls / args.incidents:>12.2f}   <= 2")
+    print(f"{'prompt tokens per diagnosis (evidence, compressed)':<52} {statistics.mean(prompt_tokens):>12.0f}")
+    print(f"{'tokens of the raw logs the seed sent':<52} {raw_tokens:>12.0f}   ({len(log_lines)} lines)")
+    print(f"{'reduction':<52} {raw_tokens / statistics.mean(prompt_tokens):>11.1f}x")
+    print(f"(incidents={args.incidents}, one after another, instant fakes, 1 on-call number)")
+
+
+def run(client: httpx.Client, url: str, twilio: FakeTwilio, incidents: int, now: datetime) -> list[float]:
+    template = demo.demo_alert_webhook(now)
+    latencies = []
+    for n in range(incidents):
+        hook = copy.deepcopy(template)
+        hook["groupKey"] = f'{{}}:{{alertname="HighErrorRate", service="inventory-{n}"}}'
+        for alert in hook["alerts"]:
+            alert["fingerprint"] = f"{n:016x}"
+        sent = time.monotonic()
+        response = client.post(url + "/alerts", json=hook, headers={"Authorization": f"Bearer {TOKEN}"})
+        incident = response.json()["incident_ids"][0]
+        twilio.wait_for(lambda t, tag=f"#{incident}": any(tag in m["Body"] for m in t.messages), timeout=30)
+        arrived = next(r.started_at for r in twilio.requests if f"%23{incident}" in r.body.decode())
+        latencies.append(arrived - sent)
+    return latencies
+
+
+if __name__ == "__main__":
+    main()
