@@ -1,13 +1,6 @@
 """Which incident an alert group belongs to: one incident per group from first firing to resolved."""
 
-from datetime import datetime
-
 from services.contracts.models import AlertChange, AlertGroup, GroupIndexEntry, incident_id_for
-
-
-def earliest_start(group: AlertGroup) -> datetime | None:
-    starts = [a.starts_at for a in (group.firing or group.alerts) if a.starts_at is not None]
-    return min(starts) if starts else None
 
 
 def firing_fingerprints(group: AlertGroup) -> list[str]:
@@ -22,7 +15,7 @@ def next_group_entry(current: GroupIndexEntry | None, group: AlertGroup) -> Grou
             return None if current.firing == firing else current.model_copy(update={"firing": firing})
         # First firing, or firing again after resolution: a new incident.
         return GroupIndexEntry(
-            incident_id=incident_id_for(group.group_key, earliest_start(group)),
+            incident_id=incident_id_for(group.group_key, group.earliest_start()),
             group_key=group.group_key,
             firing=firing,
         )
@@ -31,7 +24,7 @@ def next_group_entry(current: GroupIndexEntry | None, group: AlertGroup) -> Grou
     if current is None:
         # Resolved for a group we never saw firing (e.g. state lost): remember it as closed.
         return GroupIndexEntry(
-            incident_id=incident_id_for(group.group_key, earliest_start(group)),
+            incident_id=incident_id_for(group.group_key, group.earliest_start()),
             group_key=group.group_key,
             status="resolved",
         )

@@ -91,7 +91,7 @@ def parse_webhook(body: bytes) -> AlertGroup | Rejection:
     for index, alert in enumerate(raw["alerts"]):
         if not isinstance(alert, dict) or not isinstance(alert.get("labels"), dict):
             return Rejection(422, f"alerts[{index}].labels: required object")
-    for ours in ("incident_id", "change", "received_at"):  # only alert_ingest sets these
+    for ours in ("incident_id", "change", "received_at", "force"):  # not for webhooks to set
         raw.pop(ours, None)
     try:
         return AlertGroup.model_validate(raw)

@@ -79,6 +79,7 @@ class AlertGroup(BusMessage):
         default=None, description="What alert_ingest saw: new incident, alerts changed, or a repeat"
     )
     received_at: datetime | None = None
+    force: bool = Field(default=False, description="Operator replay: investigate again even if diagnosed")
 
     @property
     def firing(self) -> list[Alert]:
@@ -99,6 +100,16 @@ class AlertGroup(BusMessage):
     @property
     def title(self) -> str:
         return f"{self.alertname} on {self.service}" if self.service else self.alertname
+
+    def earliest_start(self) -> datetime | None:
+        starts = [a.starts_at for a in (self.firing or self.alerts) if a.starts_at is not None]
+        return min(starts) if starts else None
+
+    @property
+    def effective_incident_id(self) -> str:
+        """The id alert_ingest assigned, else the one it would derive (a raw webhook replayed
+        with the NATS CLI has none)."""
+        return self.incident_id or incident_id_for(self.group_key, self.earliest_start())
 
     def annotation(self, name: str) -> str | None:
         if self.common_annotations.get(name):

@@ -6,6 +6,7 @@ written by strangers, so nothing they say may trigger a write).
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field
@@ -19,6 +20,14 @@ class FetchLogsArgs(BaseModel):
     seconds: int = Field(default=300, ge=10, le=6 * 3600, description="How far back to look")
     limit: int = Field(default=2000, ge=1, le=10_000, description="At most this many lines")
     level: str | None = Field(default=None, description="Only this level and above, e.g. ERROR")
+    starts_at: datetime | None = Field(
+        default=None,
+        description="The alert's startsAt: logs from `seconds` before it to `seconds` after it; "
+        "templates first seen after it are marked new",
+    )
+    labels: dict[str, str] | None = Field(
+        default=None, description="The alert's labels; namespace, cluster, pod, container narrow a Loki query"
+    )
 
 
 class ComputeErrorRateArgs(BaseModel):
@@ -29,6 +38,30 @@ class FetchCodeArgs(BaseModel):
     file_path: str = Field(description="Path of the file in the repository, as in a stack frame")
     line: int | None = Field(default=None, ge=1, description="Line to centre the window on")
     context_lines: int = Field(default=15, ge=0, le=200, description="Lines shown either side")
+
+
+class QueryPrometheusArgs(BaseModel):
+    query: str = Field(min_length=1, max_length=4000, description="A PromQL expression")
+    range_minutes: int = Field(
+        default=0, ge=0, le=7 * 24 * 60, description="0: the value now; N: the values over the last N minutes"
+    )
+    step_seconds: int | None = Field(
+        default=None, ge=1, description="Resolution of a range; default and minimum: about 60 points"
+    )
+    end: datetime | None = Field(
+        default=None, description="Evaluate at (or end the range at) this time instead of now, ISO 8601"
+    )
+
+
+class RecentCommitsArgs(BaseModel):
+    path: str | None = Field(
+        default=None, description="File or directory, e.g. the file of a stack frame; default: everything"
+    )
+    since: datetime | None = Field(
+        default=None, description="Only commits after this time; default: 7 days ago"
+    )
+    until: datetime | None = Field(default=None, description="Only commits before this time; default: now")
+    limit: int = Field(default=10, ge=1, le=50, description="At most this many commits, newest first")
 
 
 class SendDiagnosisArgs(BaseModel):
@@ -99,6 +132,24 @@ FETCH_CODE: Final = ToolSpec(
     args_model=FetchCodeArgs,
     kind="read",
 )
+QUERY_PROMETHEUS: Final = ToolSpec(
+    name="query_prometheus",
+    description=(
+        "Read-only PromQL query to Prometheus: the value now, or the values over the last minutes. "
+        "Results are capped in series and points; aggregate with sum by (...) or topk."
+    ),
+    args_model=QueryPrometheusArgs,
+    kind="read",
+)
+RECENT_COMMITS: Final = ToolSpec(
+    name="recent_commits",
+    description=(
+        "Recent commits touching a file or directory, newest first: who changed it, when, and why "
+        "(the commit title). Use the file of a stack frame to see what changed before the alert."
+    ),
+    args_model=RecentCommitsArgs,
+    kind="read",
+)
 SEND_DIAGNOSIS: Final = ToolSpec(
     name="send_diagnosis",
     description="Finish the investigation: the structured root-cause diagnosis sent to the on-call people.",
@@ -139,7 +190,7 @@ RESOLVE_INCIDENT: Final = ToolSpec(
     kind="write",
 )
 
-READ_TOOLS: Final = (FETCH_LOGS, COMPUTE_ERROR_RATE, FETCH_CODE)
+READ_TOOLS: Final = (FETCH_LOGS, COMPUTE_ERROR_RATE, FETCH_CODE, QUERY_PROMETHEUS, RECENT_COMMITS)
 WRITE_TOOLS: Final = (
     CREATE_JIRA_TICKET,
     SILENCE_ALERT,

@@ -14,7 +14,6 @@ from services.contracts.models import (
     IncidentDiagnosed,
     IncidentResolved,
     NotifyText,
-    incident_id_for,
 )
 from services.diagnoser import conversation as conv
 from services.diagnoser.evidence import error_rate_of, gather_evidence, summarize
@@ -41,12 +40,12 @@ class Diagnoser:
     # --- alerts ---------------------------------------------------------------------
 
     async def on_alert_firing(self, group: AlertGroup) -> None:
-        incident_id = group.incident_id or incident_id_for(group.group_key, _earliest(group))
+        incident_id = group.effective_incident_id
         current, _ = await self.bus.kv_get(streams.CONVERSATIONS, incident_id, Conversation)
         if current is not None and current.status == "resolved":
             log.info("incident %s is resolved; ignoring a late firing notification", incident_id)
             return
-        if current is not None and not conv.needs_diagnosis(current, group):
+        if current is not None and not group.force and not conv.needs_diagnosis(current, group):
             # Alertmanager's repeat, or a redelivery after the diagnosis was stored: make sure it
             # was published (same id: dropped by JetStream if it was) and stop.
             await self._publish_diagnosis(current)
@@ -79,10 +78,12 @@ class Diagnoser:
         summary, rate = summarize(evidence), error_rate_of(evidence)
         kept_messages = compact(llm_messages)
 
+        seen_revision = current.diagnosis_revision if current else 0
+
         def store(existing: Conversation | None) -> Conversation | None:
-            base = existing or current or conv.new_conversation(group, incident_id)
-            if existing is not None and not conv.needs_diagnosis(existing, group):
-                return None  # another replica stored a diagnosis for these alerts meanwhile
+            if existing is not None and existing.diagnosis_revision > seen_revision:
+                return None  # another replica stored a diagnosis meanwhile: publish that one
+            base = existing or conv.new_conversation(group, incident_id)
             return conv.with_diagnosis(base, group, diagnosis, summary, rate, kept_messages, tokens)
 
         stored = await self.bus.kv_update(streams.CONVERSATIONS, incident_id, Conversation, store)
@@ -114,7 +115,7 @@ class Diagnoser:
         )
 
     async def on_alert_resolved(self, group: AlertGroup) -> None:
-        incident_id = group.incident_id or incident_id_for(group.group_key, _earliest(group))
+        incident_id = group.effective_incident_id
 
         def close(existing: Conversation | None) -> Conversation | None:
             if existing is None or existing.status == "resolved":
@@ -212,8 +213,3 @@ class Diagnoser:
             if found is not None and found.status != "resolved":
                 open_ones.append(found)
         return max(open_ones, key=lambda c: c.opened_at, default=None)
-
-
-def _earliest(group: AlertGroup) -> Any:
-    starts = [a.starts_at for a in (group.firing or group.alerts) if a.starts_at is not None]
-    return min(starts) if starts else None
