@@ -4,6 +4,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
+from nats.errors import Error as NatsError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -23,7 +24,7 @@ from services.alert_ingest.webhook import (
 from services.contracts import consumers, streams, subjects
 from services.contracts.models import GroupIndexEntry, SilenceRequested, group_hash
 from services.runtime import metrics
-from services.runtime.bus import subscribe_durable
+from services.runtime.bus import CasConflict, subscribe_durable
 from services.runtime.service import ServiceContext, ServiceParts
 
 log = logging.getLogger("oncall.alert_ingest")
@@ -106,10 +107,15 @@ def wire(ctx: ServiceContext) -> ServiceParts:
             status = subject_status(group)
             subject = subjects.ALERTS_FIRING if status == "firing" else subjects.ALERTS_RESOLVED
             ack = await ctx.bus.publish_event(subject, group, msg_id=notification_id(group))
-        except Exception as exc:  # NATS down or slow: Alertmanager retries 5xx, so nothing is lost
+        except (NatsError, OSError, TimeoutError, CasConflict) as exc:
+            # NATS down or slow: Alertmanager retries 5xx, so nothing is lost.
             log.error("could not publish alert group %s: %r", group.group_key, exc)
             metrics.webhooks.labels(outcome="unavailable").inc()
             return JSONResponse({"error": "event bus unavailable, retry later"}, status_code=503)
+        except Exception:  # a bug of ours: say so loudly, and still let Alertmanager retry later
+            log.exception("failed to accept alert group %s", group.group_key)
+            metrics.webhooks.labels(outcome="error").inc()
+            return JSONResponse({"error": "internal error, retry later"}, status_code=503)
         metrics.ingest_publish_seconds.observe(time.perf_counter() - started)
         duplicate = bool(ack.duplicate)
         metrics.webhooks.labels(outcome="duplicate" if duplicate else "accepted").inc()

@@ -1,7 +1,6 @@
 """Pure parsing and checks of an Alertmanager webhook (v4): bytes in, AlertGroup or a reason out."""
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -54,7 +53,7 @@ def check_credentials(authorization: str | None, creds: Credentials) -> Rejectio
     if scheme.lower() == "basic" and creds.basic_user is not None:
         try:
             user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, non-ASCII input and UnicodeDecodeError are all ValueErrors
             return Rejection(401, "malformed basic credentials")
         # Both compared, always: no early exit that tells which one was wrong.
         user_ok = _same(user, creds.basic_user)
@@ -79,8 +78,13 @@ def check_content_type(content_type: str | None) -> Rejection | None:
 
 def parse_webhook(body: bytes) -> AlertGroup | Rejection:
     try:
-        raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # Strict UTF-8 first: json.loads(bytes) would let encoded surrogates through.
+        raw = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return Rejection(400, f"body is not UTF-8: {exc.reason} at byte {exc.start}")
+    except RecursionError:
+        return Rejection(400, "body is not JSON this agent accepts: nested too deeply")
+    except ValueError as exc:  # JSONDecodeError, and integers too long to convert
         return Rejection(400, f"body is not JSON: {exc}")
     if not isinstance(raw, dict):
         return Rejection(422, "payload must be a JSON object (Alertmanager webhook v4)")
@@ -94,11 +98,16 @@ def parse_webhook(body: bytes) -> AlertGroup | Rejection:
     for ours in ("incident_id", "change", "received_at", "force"):  # not for webhooks to set
         raw.pop(ours, None)
     try:
-        return AlertGroup.model_validate(raw)
+        group = AlertGroup.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         return Rejection(422, f"{where}: {err['msg']}")
+    try:
+        group.to_bytes().decode("utf-8")  # what will be published must be valid UTF-8 JSON
+    except (UnicodeError, ValueError):
+        return Rejection(422, "a string holds an unpaired surrogate (\\ud800-\\udfff): not valid Unicode")
+    return group
 
 
 def notification_id(group: AlertGroup) -> str:

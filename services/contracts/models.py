@@ -56,6 +56,12 @@ class Alert(BaseModel):
             return None
         return value
 
+    @field_validator("ends_at", "starts_at")
+    @classmethod
+    def _naive_is_utc(cls, value: datetime | None) -> datetime | None:
+        """Alertmanager always sends UTC; a naive time must still compare with aware ones."""
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
 
 class AlertGroup(BusMessage):
     """`oncall.alerts.firing|resolved`: an Alertmanager group notification.
@@ -73,7 +79,7 @@ class AlertGroup(BusMessage):
     common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
     external_url: str = Field(default="", alias="externalURL")
     alerts: list[Alert]
-    truncated_alerts: int = Field(default=0, alias="truncatedAlerts")
+    truncated_alerts: int = Field(default=0, ge=0, alias="truncatedAlerts")
     incident_id: str | None = None
     change: AlertChange | None = Field(
         default=None, description="What alert_ingest saw: new incident, alerts changed, or a repeat"
