@@ -5,6 +5,7 @@ import logging
 import nats
 import nats.errors
 from faststream.nats import NatsBroker
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from faststream.nats.prometheus import NatsPrometheusMiddleware
 
 from services.runtime import metrics
@@ -55,7 +56,11 @@ def make_broker(url: str, name: str) -> NatsBroker:
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
-        middlewares=[NatsPrometheusMiddleware(registry=metrics.REGISTRY, app_name=name)],
+        # Trace context travels in message headers from service to service.
+        middlewares=[
+            NatsTelemetryMiddleware(),
+            NatsPrometheusMiddleware(registry=metrics.REGISTRY, app_name=name),
+        ],
         logger=FASTSTREAM_LOGGER,
         log_level=logging.DEBUG,  # FastStream's per-message lines cost ~30% throughput: DEBUG only
     )

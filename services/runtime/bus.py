@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from services.contracts import streams, subjects
 from services.contracts.streams import BucketSpec, ConsumerSpec, StreamSpec
 from services.runtime import metrics
+from services.runtime.observability import current_incident
 
 log = logging.getLogger("oncall.bus")
 
@@ -225,6 +226,7 @@ def subscribe_durable(
             await msg.ack()
             return
         deliveries = msg.raw_message.metadata.num_delivered
+        current_incident.set(getattr(message, "incident_id", None))  # every log line names it
         try:
             await handle(message)
         except PermanentError as exc:

@@ -12,8 +12,9 @@ from pydantic import ValidationError
 from services.contracts import streams
 from services.runtime.broker import FASTSTREAM_LOGGER, NatsUnreachable, check_reachable
 from services.runtime.embedded_nats import NatsServerError
-from services.runtime.host import Host, read_local_state
+from services.runtime.host import Host, HttpServerError, read_local_state
 from services.runtime.local import run_demo, send_reply
+from services.runtime.observability import configure_logging
 from services.runtime.operate import Selection, describe, read_conversation, replay
 from services.runtime.service import SERVICE_NAMES
 from services.runtime.settings import Settings
@@ -128,16 +129,6 @@ def load_settings(args: argparse.Namespace) -> Settings:
     return settings.model_copy(update=updates)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if level.upper() != "DEBUG":
-        FASTSTREAM_LOGGER.setLevel(logging.WARNING)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -147,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # The demo prints its own story; keep the logs to warnings there.
     quiet = args.command in ("demo", "reply", "replay", "inspect")
-    configure_logging("WARNING" if quiet else settings.log_level)
+    level = "WARNING" if quiet else settings.log_level
+    configure_logging(level, settings.log_format)
+    if level.upper() != "DEBUG":
+        FASTSTREAM_LOGGER.setLevel(logging.WARNING)
     try:
         if args.command == "up":
             asyncio.run(Host(settings, SERVICE_NAMES).run())
@@ -164,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_replay(settings, args))
         elif args.command == "inspect":
             return asyncio.run(run_inspect(settings, args))
-    except (NatsUnreachable, NatsServerError) as exc:
+    except (NatsUnreachable, NatsServerError, HttpServerError) as exc:
         print(f"oncall: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

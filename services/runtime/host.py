@@ -5,6 +5,7 @@ import contextlib
 import json
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +17,32 @@ from services.runtime.broker import check_reachable, make_broker
 from services.runtime.bus import Bus
 from services.runtime.embedded_nats import EmbeddedNats
 from services.runtime.http import build_http_app
+from services.runtime.observability import configure_tracing
 from services.runtime.service import ServiceContext, ServiceParts, load_wiring
 from services.runtime.settings import Settings
 
 log = logging.getLogger("oncall.host")
 
 LOCAL_STATE_FILE = "local.json"
+
+
+class HttpServerError(RuntimeError):
+    pass
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Bound here rather than by uvicorn, which answers a busy port with sys.exit() from a task."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise HttpServerError(f"cannot serve HTTP on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
 
 
 class _HttpServer(uvicorn.Server):
@@ -67,6 +88,7 @@ class Host:
             self._forget_local_state()
 
     async def _run_with_nats(self) -> None:
+        configure_tracing("oncall-" + "-".join(self.services))
         await check_reachable(self.nats_url)
         broker = make_broker(self.nats_url, name="oncall-" + "-".join(self.services))
         bus = Bus(broker, replicas=self.settings.js_replicas)
@@ -94,12 +116,13 @@ class Host:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
-        serving = asyncio.create_task(self._server.serve())
+        listener = bind_listener(self.settings.http_host, self.settings.http_port)
+        serving = asyncio.create_task(self._server.serve(sockets=[listener]))
         try:
             while not self._server.started:
                 if serving.done():
-                    serving.result()  # surfaces "address already in use" and the like
-                    raise RuntimeError("HTTP server stopped during start-up")
+                    serving.result()
+                    raise HttpServerError("the HTTP server stopped during start-up")
                 await asyncio.sleep(0.01)
             port = self._server.servers[0].sockets[0].getsockname()[1]
             self.http_url = f"http://{self.settings.http_host}:{port}"

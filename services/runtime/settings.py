@@ -2,7 +2,7 @@
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", alias="ONCALL_HTTP_HOST")
     http_port: int = Field(default=8080, alias="ONCALL_HTTP_PORT")
     log_level: str = Field(default="INFO", alias="ONCALL_LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field(default="text", alias="ONCALL_LOG_FORMAT")
 
     # alert_ingest
     ingest_token: SecretStr | None = Field(default=None, alias="INGEST_TOKEN")
@@ -77,6 +78,8 @@ class Settings(BaseSettings):
     jira_api_token: SecretStr | None = Field(default=None, alias="JIRA_API_TOKEN")
     jira_project_key: str | None = Field(default=None, alias="JIRA_PROJECT_KEY")
     jira_issue_type: str = Field(default="Task", alias="JIRA_ISSUE_TYPE")
+    jira_priority_map: str = Field(default="P1=Highest,P2=High,P3=Medium,P4=Low", alias="JIRA_PRIORITY_MAP")
+    jira_resolve_transition: str | None = Field(default=None, alias="JIRA_RESOLVE_TRANSITION")
 
     @field_validator("user_whatsapp_numbers", mode="before")
     @classmethod

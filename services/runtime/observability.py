@@ -1,0 +1,75 @@
+"""Logs and traces of the agent itself.
+
+Every log line carries the incident it is about (a context variable set where a message about
+an incident is handled) and the trace id, which FastStream's OpenTelemetry middleware carries
+from service to service in message headers. Logs are JSON (`ONCALL_LOG_FORMAT=json`, for
+Kubernetes) or text. Spans are exported only when OTEL_EXPORTER_OTLP_ENDPOINT is set and the
+OTLP exporter package is installed; trace ids propagate either way.
+"""
+
+import json
+import logging
+import os
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+current_incident: ContextVar[str | None] = ContextVar("current_incident", default=None)
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(incident_suffix)s: %(message)s"
+
+
+class ContextFilter(logging.Filter):
+    """Adds `incident_id` and `trace_id` to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        incident = current_incident.get()
+        record.incident_id = incident
+        record.incident_suffix = f" [#{incident}]" if incident else ""
+        context = trace.get_current_span().get_span_context()
+        record.trace_id = f"{context.trace_id:032x}" if context.is_valid else None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "incident_id": getattr(record, "incident_id", None),
+            "trace_id": getattr(record, "trace_id", None),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps({k: v for k, v in line.items() if v is not None}, ensure_ascii=False)
+
+
+def configure_logging(level: str, fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def configure_tracing(service_name: str) -> TracerProvider:
+    """A real tracer provider, so that trace ids exist and propagate even with no exporter."""
+    provider = TracerProvider()
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        except ImportError:
+            logging.getLogger("oncall").warning(
+                "OTEL_EXPORTER_OTLP_ENDPOINT is set, but opentelemetry-exporter-otlp-proto-http is missing"
+            )
+        else:
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    return provider
