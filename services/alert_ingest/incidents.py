@@ -15,9 +15,10 @@ def next_group_entry(current: GroupIndexEntry | None, group: AlertGroup) -> Grou
             return None if current.firing == firing else current.model_copy(update={"firing": firing})
         # First firing, or firing again after resolution: a new incident.
         return GroupIndexEntry(
-            incident_id=incident_id_for(group.group_key, group.earliest_start()),
+            incident_id=new_incident_id(current, group),
             group_key=group.group_key,
             firing=firing,
+            episode=current.episode + 1 if current is not None else 0,
         )
     if current is not None and current.status == "open":
         return current.model_copy(update={"status": "resolved", "firing": []})
@@ -29,6 +30,16 @@ def next_group_entry(current: GroupIndexEntry | None, group: AlertGroup) -> Grou
             status="resolved",
         )
     return None
+
+
+def new_incident_id(resolved: GroupIndexEntry | None, group: AlertGroup) -> str:
+    """Derived from the group and its first start, so replays land on the same incident; but an
+    alert that fires again with its old startsAt after a timeout resolution (Prometheus re-sends
+    its original startsAt) must still be a new incident: then the episode number tells them apart."""
+    derived = incident_id_for(group.group_key, group.earliest_start())
+    if resolved is None or resolved.incident_id != derived:
+        return derived
+    return incident_id_for(f"{group.group_key}#episode{resolved.episode + 1}", group.earliest_start())
 
 
 def change_kind(before: GroupIndexEntry | None, after: GroupIndexEntry) -> AlertChange:

@@ -116,7 +116,9 @@ def notification_id(group: AlertGroup) -> str:
         (a.fingerprint or json.dumps(a.labels, sort_keys=True), a.status, str(a.starts_at), str(a.ends_at))
         for a in group.alerts
     )
-    digest = hashlib.sha256(json.dumps([group.group_key, group.status, alerts]).encode()).hexdigest()
+    # The incident is part of it: the same content in a new incident is a new notification.
+    content = [group.incident_id, group.group_key, group.status, alerts]
+    digest = hashlib.sha256(json.dumps(content).encode()).hexdigest()
     return f"am-{digest[:32]}"
 
 

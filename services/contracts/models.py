@@ -206,6 +206,7 @@ class NotifyText(BusMessage):
     incident_id: str | None = None
     text: str
     recipients: list[str] | None = Field(default=None, description="None = every on-call number")
+    in_reply_to: str | None = Field(default=None, description="MessageSid of the human reply this answers")
 
 
 # --- tickets -------------------------------------------------------------------------------
@@ -372,3 +373,4 @@ class GroupIndexEntry(BaseModel):
     status: Literal["open", "resolved"] = "open"
     opened_at: datetime = Field(default_factory=utc_now)
     firing: list[str] = Field(default_factory=list, description="Fingerprints of the firing alerts")
+    episode: int = Field(default=0, description="How many incidents this group had before this one")

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from services.contracts.models import AlertGroup, Conversation, Diagnosis, HumanTurn, utc_now
+from services.contracts.models import Alert, AlertGroup, Conversation, Diagnosis, HumanTurn, utc_now
 
 
 def new_conversation(group: AlertGroup, incident_id: str) -> Conversation:
@@ -32,12 +32,26 @@ def with_alerts(conversation: Conversation, group: AlertGroup) -> Conversation:
     )
 
 
+def picture(alerts: list[Alert]) -> set[tuple[str, str, str]]:
+    """What a diagnosis depends on: which alert, on which service, how severe. One more pod failing
+    the same way does not change it."""
+    return {
+        (a.labels.get("alertname", ""), a.labels.get("service", ""), a.labels.get("severity", ""))
+        for a in alerts
+        if a.status == "firing"
+    }
+
+
 def needs_diagnosis(conversation: Conversation, group: AlertGroup) -> bool:
-    """A repeat of what was already diagnosed is not diagnosed again; new firing alerts are."""
+    """A repeat is not diagnosed again, nor are more alerts of the same kind; a new alert name,
+    service or severity in the group is."""
     if conversation.diagnosis is None:
         return True
-    known = set(conversation.firing_fingerprints)
-    return any(a.fingerprint not in known for a in group.firing)
+    return not picture(group.alerts) <= picture(conversation.alerts)
+
+
+def alerts_changed(conversation: Conversation, group: AlertGroup) -> bool:
+    return sorted({a.fingerprint for a in group.firing}) != conversation.firing_fingerprints
 
 
 def with_diagnosis(

@@ -46,6 +46,13 @@ class Diagnoser:
             log.info("incident %s is resolved; ignoring a late firing notification", incident_id)
             return
         if current is not None and not group.force and not conv.needs_diagnosis(current, group):
+            if conv.alerts_changed(current, group):  # more of the same: keep the list, tell nobody
+                await self.bus.kv_update(
+                    streams.CONVERSATIONS,
+                    incident_id,
+                    Conversation,
+                    lambda existing: conv.with_alerts(existing, group) if existing else None,
+                )
             # Alertmanager's repeat, or a redelivery after the diagnosis was stored: make sure it
             # was published (same id: dropped by JetStream if it was) and stop.
             await self._publish_diagnosis(current)
@@ -193,7 +200,12 @@ class Diagnoser:
         return await rules_turn(self.caller, conversation, reply)
 
     async def _answer(self, reply: HumanReplied, incident_id: str | None, text: str) -> None:
-        note = NotifyText(notification_id=f"answer-{reply.message_sid}", incident_id=incident_id, text=text)
+        note = NotifyText(
+            notification_id=f"answer-{reply.message_sid}",
+            incident_id=incident_id,
+            text=text,
+            in_reply_to=reply.message_sid,
+        )
         await self.bus.publish_event(subjects.NOTIFY_TEXT, note, msg_id=f"answer-{reply.message_sid}")
 
     async def _incident_for(self, reply: HumanReplied) -> Conversation | None:

@@ -1,11 +1,8 @@
-"""Notifier wiring: bus events -> WhatsApp (or the console), and the Twilio webhook route."""
+"""Notifier wiring: bus events -> WhatsApp (or the console), and Twilio's two webhook routes."""
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
-from pydantic import BaseModel
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from services.contracts import consumers
 from services.contracts.models import (
@@ -15,62 +12,47 @@ from services.contracts.models import (
     TicketCreated,
     TicketFailed,
 )
-from services.notifier import delivery
 from services.notifier.console import ConsoleChannel
-from services.notifier.delivery import Channel, Notification
-from services.notifier.inbound import WEBHOOK_PATH, make_webhook
+from services.notifier.delivery import Channel
+from services.notifier.inbound import make_webhook
+from services.notifier.notifications import Notifier
+from services.notifier.status import make_status_webhook
+from services.notifier.webhook import REPLY_PATH, STATUS_PATH
 from services.notifier.whatsapp import WhatsAppClient
 from services.runtime.bus import subscribe_durable
 from services.runtime.service import ServiceContext, ServiceParts
 
 log = logging.getLogger("oncall.notifier")
 
-E = TypeVar("E", bound=BaseModel)
-
 
 def wire(ctx: ServiceContext) -> ServiceParts:
     settings = ctx.settings
     console_mode = not settings.twilio_configured
     channel: Channel = ConsoleChannel(ctx.broker) if console_mode else WhatsAppClient.from_settings(settings)
-    on_call = list(settings.user_whatsapp_numbers)
     if console_mode:
         log.info("Twilio not configured: notifications are printed here (console channel)")
     else:
-        if not on_call:
+        if not settings.user_whatsapp_numbers:
             log.warning("USER_WHATSAPP_NUMBER is empty: nobody will receive notifications")
         if not settings.public_base_url:
-            log.warning("PUBLIC_BASE_URL is unset: WhatsApp replies will be refused (403)")
+            log.warning(
+                "PUBLIC_BASE_URL is unset: WhatsApp replies will be refused (403), no delivery reports"
+            )
+        if not settings.twilio_template_sid:
+            log.warning("TWILIO_TEMPLATE_SID is unset: people silent for 24 hours cannot be reached")
 
-    def handler(build: Callable[[E], Notification]) -> Callable[[E], Awaitable[None]]:
-        async def handle(event: E) -> None:
-            note = build(event)
-            to = delivery.recipients(on_call, console_mode, note.requested_recipients)
-            await delivery.deliver(ctx.bus, channel, to, note.key, note.incident_id, note.text)
-
-        return handle
-
+    notifier = Notifier(ctx.bus, channel, settings.user_whatsapp_numbers, console_mode)
     bus, broker = ctx.bus, ctx.broker
+    subscribe_durable(broker, bus, consumers.NOTIFIER_DIAGNOSED, IncidentDiagnosed, notifier.on_diagnosed)
+    subscribe_durable(broker, bus, consumers.NOTIFIER_RESOLVED, IncidentResolved, notifier.on_resolved)
+    subscribe_durable(broker, bus, consumers.NOTIFIER_TEXT, NotifyText, notifier.on_text)
     subscribe_durable(
-        broker, bus, consumers.NOTIFIER_DIAGNOSED, IncidentDiagnosed, handler(delivery.diagnosis_notification)
+        broker, bus, consumers.NOTIFIER_TICKET_CREATED, TicketCreated, notifier.on_ticket_created
     )
-    subscribe_durable(
-        broker, bus, consumers.NOTIFIER_RESOLVED, IncidentResolved, handler(delivery.resolved_notification)
-    )
-    subscribe_durable(broker, bus, consumers.NOTIFIER_TEXT, NotifyText, handler(delivery.text_notification))
-    subscribe_durable(
-        broker,
-        bus,
-        consumers.NOTIFIER_TICKET_CREATED,
-        TicketCreated,
-        handler(delivery.ticket_created_notification),
-    )
-    subscribe_durable(
-        broker,
-        bus,
-        consumers.NOTIFIER_TICKET_FAILED,
-        TicketFailed,
-        handler(delivery.ticket_failed_notification),
-    )
+    subscribe_durable(broker, bus, consumers.NOTIFIER_TICKET_FAILED, TicketFailed, notifier.on_ticket_failed)
 
-    webhook = Route(WEBHOOK_PATH, make_webhook(settings, ctx.bus), methods=["POST"])
-    return ServiceParts(routes=[webhook])
+    routes: list[BaseRoute] = [
+        Route(REPLY_PATH, make_webhook(settings, bus), methods=["POST"]),
+        Route(STATUS_PATH, make_status_webhook(settings, bus, channel), methods=["POST"]),
+    ]
+    return ServiceParts(routes=routes)

@@ -29,6 +29,10 @@ MAX_EVIDENCE_LINES: Final = 3
 MAX_EVIDENCE_CHARS: Final = 200
 
 REPLY_HINT: Final = "Reply to this message: `create jira task and assign to <name>`, `status`, `help`"
+# A template variable is one line (WhatsApp refuses newlines and tabs in them), and template
+# plus variables stay within 1024 characters (error 63021): the invitation is kept short.
+MAX_INVITE_CHARS: Final = 200
+MAX_QUOTE_CHARS: Final = 120
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -123,6 +127,35 @@ def format_text(event: NotifyText) -> str:
         return text
     tag = incident_tag(event.incident_id)
     return text if tag in text else f"{text}\n\n{tag}"
+
+
+def invitation(incident_id: str | None, headline: str) -> str:
+    """The one-line variable of the template sent when the 24-hour window is closed: a template
+    cannot carry our free text, so it names the incident and invites a reply (which reopens
+    the window)."""
+    line = _one_line(headline)
+    if incident_id is not None and incident_tag(incident_id) not in line:
+        line = f"{incident_tag(incident_id)} {line}".strip()
+    return _clip(line, MAX_INVITE_CHARS)
+
+
+def first_line(text: str) -> str:
+    return next((line for line in text.splitlines() if line.strip()), "")
+
+
+def with_asker(answer: str, sender: str, profile_name: str | None, question: str) -> str:
+    """The answer headed by who asked what, so that every on-call person reading it knows which
+    colleague's request it answers. The number is shown masked beside the WhatsApp profile name:
+    the name is whatever the person typed in WhatsApp, the number is what Twilio vouches for."""
+    who = f"{_one_line(profile_name)} ({mask_number(sender)})" if profile_name else mask_number(sender)
+    quote = _clip(_one_line(question), MAX_QUOTE_CHARS)
+    header = f"↩️ *{who}:* “{quote}”" if quote else f"↩️ *{who}*"
+    return f"{header}\n\n{answer}"
+
+
+def mask_number(number: str) -> str:
+    """Enough of a number to tell colleagues apart, not the whole of it: +1555…0001."""
+    return number if len(number) < 10 else f"{number[:5]}…{number[-4:]}"
 
 
 def format_ratio(ratio: float) -> str:

@@ -1,18 +1,52 @@
-"""WhatsApp through the Twilio Messages API: the one module that talks to Twilio."""
+"""WhatsApp through the Twilio Messages API: the one module that talks to Twilio.
+
+The SDK does not retry (external-apis.md §3.4), so a send retries Twilio's 429 and 5xx itself,
+with jittered exponential backoff, honouring Retry-After, within a small budget; beyond that the
+consumer's redelivery takes over. Everything else Twilio refuses is final for that message.
+"""
 
 import asyncio
-from typing import Final
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Final
 
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
 from services.notifier.delivery import SendError
+from services.notifier.webhook import STATUS_PATH
+from services.runtime import metrics
 from services.runtime.settings import Settings, normalize_phone
+
+log = logging.getLogger("oncall.notifier.whatsapp")
 
 # The SDK has no timeout by default: a hung connection would hold a consumer forever.
 HTTP_TIMEOUT_SECONDS: Final = 15.0
 TOO_MANY_REQUESTS: Final = 429
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of one send inside the call: `attempts` in all, no wait that would end past
+    `budget_seconds` after the first try (so a consumer is never held long)."""
+
+    attempts: int = 4
+    budget_seconds: float = 10.0
+    first_wait_seconds: float = 0.5
+    max_wait_seconds: float = 4.0
+    jitter_seconds: float = 0.5
 
 
 class WhatsAppClient:
@@ -26,16 +60,24 @@ class WhatsAppClient:
         auth_token: str,
         from_number: str,
         api_base_url: str | None = None,
+        *,
+        status_callback: str | None = None,
+        template_sid: str | None = None,
+        retry: RetryPolicy = RetryPolicy(),
         timeout_seconds: float = HTTP_TIMEOUT_SECONDS,
     ):
         self._from = f"whatsapp:{normalize_phone(from_number)}"
-        self._client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout_seconds))
+        self._status_callback = status_callback
+        self._template_sid = template_sid
+        self._retry = retry
+        self._http = _HeaderKeepingHttpClient(timeout=timeout_seconds)
+        self._client = Client(account_sid, auth_token, http_client=self._http)
         if api_base_url:
             # Replaces https://api.twilio.com: messages go to {base}/2010-04-01/Accounts/{sid}/Messages.json
             self._client.api.base_url = api_base_url.rstrip("/")
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "WhatsAppClient":
+    def from_settings(cls, settings: Settings, retry: RetryPolicy = RetryPolicy()) -> "WhatsAppClient":
         sid, token, number = (
             settings.twilio_account_sid,
             settings.twilio_auth_token,
@@ -45,31 +87,140 @@ class WhatsAppClient:
             raise ValueError(
                 "Twilio is not configured: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_WHATSAPP_NUMBER"
             )
-        return cls(sid, token.get_secret_value(), number, settings.twilio_api_base_url)
+        return cls(
+            sid,
+            token.get_secret_value(),
+            number,
+            settings.twilio_api_base_url,
+            status_callback=status_callback_url(settings.public_base_url),
+            template_sid=settings.twilio_template_sid,
+            retry=retry,
+        )
 
     async def send(self, to: str, body: str) -> str:
         """Send `body` to the E.164 number `to`; returns the MessageSid. Raises SendError."""
+        return await self._create(to, {"body": body})
+
+    async def send_template(self, to: str, invitation: str) -> str:
+        """Send the approved template (TWILIO_TEMPLATE_SID) with `invitation` as its variable 1:
+        what can still reach a person whose 24-hour window is closed. Raises SendError."""
+        if not self._template_sid:
+            raise SendError(
+                permanent=True,
+                code=None,
+                message="the 24-hour window is closed and TWILIO_TEMPLATE_SID is unset: no template to send",
+            )
+        # No Body: a Body beside ContentSid outside the window fails with 63016 again.
+        variables = json.dumps({"1": invitation}, ensure_ascii=False)
+        return await self._create(to, {"content_sid": self._template_sid, "content_variables": variables})
+
+    async def _create(self, to: str, content: dict[str, str]) -> str:
         try:
             recipient = f"whatsapp:{normalize_phone(to)}"
         except ValueError as exc:
             raise SendError(permanent=True, code=None, message=str(exc)) from exc
+        params: dict[str, Any] = {"to": recipient, "from_": self._from, **content}
+        if self._status_callback:
+            params["status_callback"] = self._status_callback
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_worth_retrying),
+            stop=stop_after_attempt(self._retry.attempts) | stop_before_delay(self._retry.budget_seconds),
+            wait=_wait(self._retry),
+            before_sleep=_count_retry,
+            reraise=True,
+        )
+        # The SDK is synchronous: keep its blocking HTTP call off the event loop.
+        sid: str = await retrying(asyncio.to_thread, self._create_blocking, params)
+        return sid
+
+    def _create_blocking(self, params: dict[str, Any]) -> str:
         try:
-            # The SDK is synchronous: keep its blocking HTTP call off the event loop.
-            message = await asyncio.to_thread(
-                self._client.messages.create, to=recipient, from_=self._from, body=body
-            )
-        except TwilioRestException as exc:
-            # exc.msg, not str(exc): the latter is colourised for terminals.
-            raise SendError(permanent=is_permanent(exc.status), code=exc.code, message=exc.msg) from exc
+            return str(self._client.messages.create(**params).sid)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            # Read in this thread: the headers kept are this request's.
+            raise send_error(exc, parse_retry_after(self._http.last_retry_after())) from exc
         except (OSError, TwilioException) as exc:
             # requests' connection errors and timeouts are OSErrors; TwilioException covers an
-            # unreadable answer. Neither says the message itself is wrong.
+            # unreadable answer. Neither says the message itself is wrong. Not retried here: a
+            # lost answer may hide a message Twilio did create.
             raise SendError(permanent=False, code=None, message=f"{type(exc).__name__}: {exc}") from exc
-        sid: str = message.sid
-        return sid
+
+
+class _HeaderKeepingHttpClient(TwilioHttpClient):
+    """The SDK's exceptions drop the response headers: keep Retry-After of the last response,
+    per thread, since several sends run at once in worker threads."""
+
+    def __init__(self, timeout: float):
+        super().__init__(timeout=timeout)
+        self._local = threading.local()
+
+    def request(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().request(*args, **kwargs)
+        self._local.retry_after = (response.headers or {}).get("Retry-After")
+        return response
+
+    def last_retry_after(self) -> str | None:
+        value: str | None = getattr(self._local, "retry_after", None)
+        return value
+
+
+# --- decisions (pure) -------------------------------------------------------------------------
+
+
+def status_callback_url(public_base_url: str | None) -> str | None:
+    """Where Twilio reports delivered/read/failed; nothing without a public URL to call."""
+    return public_base_url.rstrip("/") + STATUS_PATH if public_base_url else None
+
+
+def send_error(exc: TwilioRestException | TwilioServiceException, retry_after: float | None) -> SendError:
+    # exc.msg / exc.detail, not str(exc): the latter is colourised for terminals.
+    message = exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)
+    code = exc.code if isinstance(exc.code, int) else None
+    return SendError(
+        permanent=is_permanent(exc.status),
+        code=code,
+        message=message,
+        status=exc.status,
+        retry_after=retry_after,
+    )
 
 
 def is_permanent(status: int) -> bool:
     """4xx means Twilio refused this very request (bad number, body, credentials): sending it
     again cannot help. 429 (rate limit) and 5xx (Twilio's trouble) may pass later."""
     return 400 <= status < 500 and status != TOO_MANY_REQUESTS
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (Twilio sends delta-seconds)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    # Only when Twilio answered that it did not take the message (429) or failed (5xx).
+    return isinstance(exc, SendError) and exc.status is not None and not is_permanent(exc.status)
+
+
+def _wait(policy: RetryPolicy) -> Any:
+    backoff = wait_exponential_jitter(
+        multiplier=policy.first_wait_seconds, max=policy.max_wait_seconds, jitter=policy.jitter_seconds
+    )
+
+    def wait(state: RetryCallState) -> float:
+        delay: float = backoff(state)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, SendError) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)  # never sooner than Twilio asked
+        return delay
+
+    return wait
+
+
+def _count_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    metrics.whatsapp_sends.labels(channel=WhatsAppClient.name, outcome="retried").inc()
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.warning("Twilio send attempt %d failed (%s); retrying in %.1fs", state.attempt_number, exc, wait)

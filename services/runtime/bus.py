@@ -190,6 +190,10 @@ def delay_before_redelivery(spec: ConsumerSpec, deliveries_so_far: int) -> float
     return schedule[min(deliveries_so_far, len(schedule)) - 1] if schedule else 0.0
 
 
+# durable consumer name -> the contract model its messages carry (for the AsyncAPI document).
+DURABLE_PAYLOADS: dict[str, type[BaseModel]] = {}
+
+
 def subscribe_durable(
     broker: NatsBroker,
     bus: Bus,
@@ -202,6 +206,7 @@ def subscribe_durable(
     backoff up to `max_deliver` times, then dead-letter; an unparseable body is dead-lettered
     at once (it would never parse on the next try either)."""
     (subject,) = spec.subjects
+    DURABLE_PAYLOADS[spec.durable] = model
 
     @broker.subscriber(
         subject,

@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--dry-run", action="store_true", help="list what would be re-published")
     replay.add_argument("--force", action="store_true", help="investigate again, and tell the humans again")
     replay.add_argument("--data-dir", type=Path)
+    commands.add_parser("asyncapi", help="print the AsyncAPI document of the bus (JSON)")
     inspect = commands.add_parser("inspect", help="show an incident's conversation from KV")
     inspect.add_argument("incident")
     inspect.add_argument("--json", action="store_true", help="the raw KV value")
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"oncall: invalid settings:\n{exc}", file=sys.stderr)
         return 2
     # The demo prints its own story; keep the logs to warnings there.
-    quiet = args.command in ("demo", "reply", "replay", "inspect")
+    quiet = args.command in ("demo", "reply", "replay", "inspect", "asyncapi")
     level = "WARNING" if quiet else settings.log_level
     configure_logging(level, settings.log_format)
     if level.upper() != "DEBUG":
@@ -158,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_replay(settings, args))
         elif args.command == "inspect":
             return asyncio.run(run_inspect(settings, args))
+        elif args.command == "asyncapi":
+            from services.runtime.asyncapi import render  # builds every service: only on demand
+
+            print(render(), end="")
     except (NatsUnreachable, NatsServerError, HttpServerError) as exc:
         print(f"oncall: {exc}", file=sys.stderr)
         return 1

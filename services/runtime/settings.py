@@ -71,6 +71,9 @@ class Settings(BaseSettings):
         default_factory=list, alias="USER_WHATSAPP_NUMBER"
     )
     public_base_url: str | None = Field(default=None, alias="PUBLIC_BASE_URL")
+    # Approved WhatsApp template (Content API, HX…) with one variable, sent instead of free text
+    # when a person's 24-hour window is closed (Twilio error 63016).
+    twilio_template_sid: str | None = Field(default=None, alias="TWILIO_TEMPLATE_SID")
 
     # ticketing
     jira_url: str | None = Field(default=None, alias="JIRA_URL")

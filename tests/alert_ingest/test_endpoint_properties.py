@@ -262,8 +262,10 @@ def check(ingest: Ingest, request: AlertsRequest, exchange: Exchange) -> None:
 
     group = parse_webhook(request.body)
     assert isinstance(group, AlertGroup)
-    msg_id = notification_id(group)
     answers = [r.json() for r in exchange.responses]
+    # The message id is the content within its incident (a new incident is a new notification).
+    group.incident_id = answers[0]["incident_ids"][0]
+    msg_id = notification_id(group)
     fresh = [a for a in answers if a["duplicate"] is False]
     # Exactly one message per distinct notification, whatever the number of copies at once.
     assert len(fresh) == added == (0 if msg_id in ingest.published else 1), answers

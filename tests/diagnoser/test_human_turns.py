@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from conftest import Harness, alert_group
+from diagnoser_harness import Harness, alert_group
 from fakes import FakeOpenAI, tool_call
 
 from services.contracts import streams, subjects
@@ -13,7 +13,9 @@ ON_CALL = "+15551230001"
 
 
 def reply(text: str, sid: str, incident_id: str | None = None) -> HumanReplied:
-    return HumanReplied(message_sid=sid, sender=ON_CALL, body=text, incident_id=incident_id, profile_name="Asha")
+    return HumanReplied(
+        message_sid=sid, sender=ON_CALL, body=text, incident_id=incident_id, profile_name="Asha"
+    )
 
 
 async def open_incident(harness: Harness, incident_id: str) -> Diagnoser:
@@ -42,7 +44,9 @@ async def test_rules_turn_ticket_silence_ack_status_resolve(harness: Harness) ->
     create, expire = await harness.published(subjects.SILENCES_REQUESTED, wait=0)
     assert create["action"] == "create" and create["duration_seconds"] == 7200
     assert {(m["name"], m["value"]) for m in create["matchers"]} == {
-        ("alertname", "HighErrorRate"), ("service", "checkout")}
+        ("alertname", "HighErrorRate"),
+        ("service", "checkout"),
+    }
     assert expire["action"] == "expire"
     answers = await texts(harness)
     assert any("Asha has taken" in t for t in answers)

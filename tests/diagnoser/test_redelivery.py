@@ -2,7 +2,7 @@
 
 import asyncio
 
-from conftest import Harness, alert_group
+from diagnoser_harness import Harness, alert_group
 
 from services.contracts import streams, subjects
 from services.contracts.models import AlertGroup
@@ -24,7 +24,10 @@ async def test_a_handler_that_dies_after_publishing_is_redelivered_and_publishes
             raise RuntimeError("killed after the diagnosis was published, before the ack")
 
     spec = ConsumerSpec(
-        durable="t-redeliver", stream=streams.ALERTS, subjects=[subjects.ALERTS_FIRING], backoff_seconds=(0.2,)
+        durable="t-redeliver",
+        stream=streams.ALERTS,
+        subjects=[subjects.ALERTS_FIRING],
+        backoff_seconds=(0.2,),
     )
     broker = make_broker(harness.url, "t-redeliver")
     subscribe_durable(broker, Bus(broker), spec, AlertGroup, crash_after_publish_once)

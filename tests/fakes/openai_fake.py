@@ -146,7 +146,9 @@ class FakeOpenAI(FakeHTTPServer):
             return json_response(step.status, _error_body(step.status, step.message), headers)
         if callable(step):
             step = step(body)
-        return json_response(200, self._completion(body["model"], step, body["messages"]), {"x-request-id": uuid.uuid4().hex})
+        return json_response(
+            200, self._completion(body["model"], step, body["messages"]), {"x-request-id": uuid.uuid4().hex}
+        )
 
     def _take_step(self) -> Step:
         with self._lock:

@@ -5,91 +5,26 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import pytest
 from fakes import FakeTwilio
 from nats.aio.msg import Msg
-from twilio.request_validator import RequestValidator
+from notifier.twilio_posts import INTERNAL_BASE, SENDER, Webhook, status_form, twilio_form
 
 from services.contracts import subjects
 from services.contracts.models import HumanReplied
-from services.notifier.app import wire
-from services.notifier.delivery import deliver
-from services.notifier.inbound import (
-    EMPTY_TWIML,
-    MAX_FORM_BYTES,
-    allowed_sender,
-    incident_tag_in,
-    match_incident,
-    signed_url,
-)
+from services.notifier import inbound, records
+from services.notifier.delivery import Notification, deliver
+from services.notifier.inbound import allowed_sender, incident_tag_in, is_status_callback, match_incident
+from services.notifier.webhook import EMPTY_TWIML, MAX_FORM_BYTES, parse_form, signed_url
 from services.notifier.whatsapp import WhatsAppClient
 from services.runtime import metrics
 from services.runtime.broker import make_broker
 from services.runtime.bus import Bus
-from services.runtime.http import build_http_app
-from services.runtime.service import ServiceContext
 from services.runtime.settings import Settings
 
 MakeSettings = Callable[..., Settings]
 OpenTap = Callable[..., Any]  # the conftest's tap_events: subject -> Tap
-SENDER = "+15551230001"  # on call in the conftest settings
 STRANGER = "+15559990000"
-# The address behind our proxy: what the request's Host says, never what Twilio signed.
-INTERNAL_BASE = "http://notifier.oncall.svc:8080"
-
-
-def twilio_form(body: str = "status", sender: str = SENDER, **extra: str) -> dict[str, str]:
-    """A WhatsApp reply as Twilio posts it (external-apis.md §3.1)."""
-    sid = "SM" + uuid.uuid4().hex
-    return {
-        "SmsMessageSid": sid,
-        "NumMedia": "0",
-        "ProfileName": "Alice",
-        "MessageType": "text",
-        "SmsSid": sid,
-        "WaId": sender.removeprefix("+"),
-        "SmsStatus": "received",
-        "Body": body,
-        "To": "whatsapp:+14155238886",
-        "NumSegments": "1",
-        "ReferralNumMedia": "0",
-        "MessageSid": sid,
-        "AccountSid": "AC" + "0123456789abcdef" * 2,
-        "From": f"whatsapp:{sender}",
-        "ApiVersion": "2010-04-01",
-        **extra,
-    }
-
-
-class Webhook:
-    """Posts forms to the notifier's routes as Twilio would, signed for `PUBLIC_BASE_URL`."""
-
-    def __init__(self, settings: Settings, bus: Bus):
-        parts = wire(ServiceContext(settings=settings, broker=bus.broker, bus=bus))
-        app = build_http_app(parts.routes, lambda: (True, "ok"))
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=INTERNAL_BASE)
-        self.token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else "unset"
-        self.public_url = f"{settings.public_base_url}/webhook/twilio"
-
-    def sign(self, url: str, form: dict[str, str], token: str | None = None) -> str:
-        return str(RequestValidator(token or self.token).compute_signature(url, form))
-
-    async def post(
-        self,
-        form: dict[str, str],
-        signature: str | None = "auto",
-        query: str = "",
-        body: bytes | None = None,
-    ) -> httpx.Response:
-        if signature == "auto":
-            signature = self.sign(self.public_url + (f"?{query}" if query else ""), form)
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        if signature is not None:
-            headers["X-Twilio-Signature"] = signature
-        content = body if body is not None else urlencode(form).encode()
-        path = "/webhook/twilio" + (f"?{query}" if query else "")
-        return await self.client.post(path, content=content, headers=headers)
 
 
 @pytest.fixture
@@ -139,14 +74,10 @@ async def test_a_signed_reply_is_published_and_answered_with_empty_twiml(
 async def test_a_swipe_reply_is_matched_to_the_incident_of_the_message_it_answers(
     webhook: Webhook, bus: Bus, twilio: FakeTwilio, settings: Settings, tap_events: OpenTap
 ) -> None:
-    await deliver(
-        bus,
-        WhatsAppClient.from_settings(settings),
-        [SENDER],
-        f"diag.{uuid.uuid4().hex}.1",
-        "5ca1ab",
-        "🚨 *Incident diagnosis* #5ca1ab",
+    diagnosis = Notification(
+        f"diag.{uuid.uuid4().hex}.1", "5ca1ab", "🚨 *Incident diagnosis* #5ca1ab", "title"
     )
+    await deliver(bus, WhatsAppClient.from_settings(settings), [SENDER], diagnosis)
     (diagnosis_message,) = twilio.messages
     replies = await tap_events(subjects.HUMAN_REPLIED)
 
@@ -183,6 +114,90 @@ async def test_twilio_delivering_the_same_message_twice_publishes_it_once(
     assert (first.status_code, second.status_code) == (200, 200)
     assert len(await replies.read()) == 1
     assert replies_counted("duplicate") - duplicates_before == 1
+
+
+async def test_a_repeat_after_the_jetstream_dedup_window_is_still_dropped(
+    webhook: Webhook, tap_events: OpenTap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past the stream's duplicate window JetStream no longer knows the message id: as if every
+    # publish carried a new one. Only the KV claim on the MessageSid stands.
+    monkeypatch.setattr(inbound, "reply_msg_id", lambda sid: f"reply-{sid}-{uuid.uuid4().hex}")
+    replies = await tap_events(subjects.HUMAN_REPLIED)
+    form = twilio_form("create jira task and assign to Ravi")
+    duplicates_before = replies_counted("duplicate")
+
+    first = await webhook.post(form)
+    second = await webhook.post(form)
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert second.text == EMPTY_TWIML
+    assert len(await replies.read()) == 1
+    assert replies_counted("duplicate") - duplicates_before == 1
+
+
+async def test_a_failed_publish_gives_the_claim_back_so_the_retry_is_not_lost(
+    webhook: Webhook, bus: Bus, tap_events: OpenTap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replies = await tap_events(subjects.HUMAN_REPLIED)
+    form = twilio_form("status")
+    publish = bus.publish_event
+    failures = iter([ConnectionError("NATS went away")])
+
+    async def flaky_publish(*args: Any, **kwargs: Any) -> Any:
+        for exc in failures:
+            raise exc
+        return await publish(*args, **kwargs)
+
+    monkeypatch.setattr(bus, "publish_event", flaky_publish)
+
+    assert (await webhook.post(form)).status_code == 503
+    assert (await webhook.post(form)).status_code == 200  # Twilio's retry
+
+    (reply,) = decode(await replies.read())
+    assert reply.message_sid == form["MessageSid"]
+
+
+async def test_a_repeat_while_the_first_is_being_published_is_asked_to_retry(
+    webhook: Webhook, bus: Bus, tap_events: OpenTap
+) -> None:
+    replies = await tap_events(subjects.HUMAN_REPLIED)
+    form = twilio_form("status")
+    assert await records.take_lease(bus, records.inbound_key(form["MessageSid"]), 30.0) == "taken"
+
+    response = await webhook.post(form)
+
+    # Not 200: the first attempt may still fail and give its claim back.
+    assert response.status_code == 503
+    assert await replies.read(wait=0.3) == []
+
+
+async def test_a_claim_left_by_a_crashed_notifier_is_taken_over(
+    webhook: Webhook, bus: Bus, tap_events: OpenTap
+) -> None:
+    replies = await tap_events(subjects.HUMAN_REPLIED)
+    form = twilio_form("status")
+    abandoned = records.pending_value(b"", now=0.0)  # taken long ago, never finished
+    await bus.kv_put_text(
+        records.streams.DELIVERIES, records.inbound_key(form["MessageSid"]), abandoned.decode()
+    )
+
+    response = await webhook.post(form)
+
+    assert response.status_code == 200
+    assert len(await replies.read()) == 1
+
+
+async def test_a_status_callback_sent_here_is_not_a_reply(webhook: Webhook, tap_events: OpenTap) -> None:
+    replies = await tap_events(subjects.HUMAN_REPLIED)
+    before = replies_counted("status_callback")
+    # As if the Twilio number's settings sent delivery reports to the reply URL; From is our number.
+    form = status_form("SM" + uuid.uuid4().hex, "delivered", Body="")
+
+    response = await webhook.post(form)
+
+    assert response.status_code == 200
+    assert await replies.read(wait=0.3) == []
+    assert replies_counted("status_callback") - before == 1
 
 
 async def test_a_stranger_gets_no_action_and_no_hint(webhook: Webhook, tap_events: OpenTap) -> None:
@@ -295,8 +310,16 @@ async def test_nats_down_answers_503_so_twilio_can_retry(settings: Settings) -> 
 
 
 def test_the_signed_url_is_the_public_one() -> None:
-    assert signed_url("https://oncall.example.com/") == "https://oncall.example.com/webhook/twilio"
-    assert signed_url("https://x.io/base", "a=1&b=2") == "https://x.io/base/webhook/twilio?a=1&b=2"
+    path = "/webhook/twilio"
+    assert signed_url("https://oncall.example.com/", path) == "https://oncall.example.com/webhook/twilio"
+    assert signed_url("https://x.io/base", path, "a=1&b=2") == "https://x.io/base/webhook/twilio?a=1&b=2"
+
+
+def test_status_callbacks_are_told_from_replies() -> None:
+    assert not is_status_callback(parse_form(urlencode(twilio_form()).encode()))
+    assert not is_status_callback(parse_form(b"MessageSid=SM1&Body=hi"))  # no status at all
+    for status in ("queued", "sent", "delivered", "read", "failed", "undelivered"):
+        assert is_status_callback(parse_form(urlencode(status_form("SM1", status)).encode()))
 
 
 def test_senders() -> None:

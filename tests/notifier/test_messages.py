@@ -15,6 +15,7 @@ from services.contracts.models import (
 )
 from services.notifier.messages import (
     MAX_EVIDENCE_CHARS,
+    MAX_INVITE_CHARS,
     MAX_MESSAGE_CHARS,
     format_diagnosis,
     format_duration,
@@ -23,6 +24,8 @@ from services.notifier.messages import (
     format_text,
     format_ticket_created,
     format_ticket_failed,
+    invitation,
+    mask_number,
     split_message,
     text_length,
 )
@@ -288,3 +291,18 @@ def test_ten_or_more_parts_keep_within_the_limit() -> None:
     assert len(parts) >= 10
     assert all(text_length(p) <= 200 for p in parts)
     assert parts[-1].endswith(f"({len(parts)}/{len(parts)}) #a1b2c3")
+
+
+def test_the_template_invitation_is_one_short_line_led_by_the_tag() -> None:
+    assert invitation("a1b2c3", "HighErrorRate on checkout") == "#a1b2c3 HighErrorRate on checkout"
+    assert invitation("a1b2c3", "already tagged #a1b2c3") == "already tagged #a1b2c3"
+    assert invitation(None, "I have no open incident") == "I have no open incident"
+    # WhatsApp refuses newlines, tabs and long runs of spaces in a template variable.
+    long = invitation("a1b2c3", "line one\n\tline     two " + "x" * 500)
+    assert "\n" not in long and "\t" not in long and "  " not in long
+    assert len(long) == MAX_INVITE_CHARS and long.endswith("…")
+
+
+def test_numbers_are_masked_for_reading() -> None:
+    assert mask_number("+15551230001") == "+1555…0001"
+    assert mask_number("console") == "console"

@@ -1,0 +1,146 @@
+"""The diagnoser driven directly on a real NATS, with a stub tools service and the fake model."""
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest_asyncio
+from fakes import FakeOpenAI
+from nats.aio.client import Client
+
+from services.contracts import subjects
+from services.contracts.models import AlertGroup, ToolRequest, ToolResult
+from services.diagnoser.handlers import Diagnoser
+from services.diagnoser.model import ModelClient
+from services.diagnoser.toolcalls import ToolCaller
+from services.runtime.broker import make_broker
+from services.runtime.bus import Bus
+from services.runtime.settings import Settings
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "fixtures" / "alertmanager"
+
+Answer = dict[str, Any] | ToolResult | Callable[[dict[str, Any]], dict[str, Any] | ToolResult]
+
+
+@dataclass
+class ToolCall:
+    tool: str
+    args: dict[str, Any]
+    started: float
+    finished: float = 0.0
+
+
+@dataclass
+class ToolsStub:
+    """Answers `oncall.tools.*` like the tools service, from canned data, after `delay` seconds."""
+
+    answers: dict[str, Answer] = field(default_factory=dict)
+    delay: float = 0.0
+    calls: list[ToolCall] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    _tasks: set["asyncio.Task[None]"] = field(default_factory=set)
+
+    async def receive(self, msg: Any) -> None:
+        # nats-py runs one callback at a time per subscription: answer each request in its own
+        # task, as the real tools service (max_workers) does.
+        task = asyncio.create_task(self.handle(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def handle(self, msg: Any) -> None:
+        tool = msg.subject.rsplit(".", 1)[-1]
+        request = ToolRequest.model_validate_json(msg.data)
+        call = ToolCall(tool, request.args, time.monotonic())
+        self.calls.append(call)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+            answer = self.answers.get(tool, {"note": "nothing here"})
+            if callable(answer):
+                answer = answer(request.args)
+            result = answer if isinstance(answer, ToolResult) else ToolResult.success(tool, answer)
+        finally:
+            self.in_flight -= 1
+            call.finished = time.monotonic()
+        await msg.respond(result.to_bytes())
+
+    def names(self) -> list[str]:
+        return [c.tool for c in self.calls]
+
+
+@dataclass
+class Harness:
+    bus: Bus
+    nc: Client
+    tools: ToolsStub
+    url: str
+
+    def diagnoser(
+        self,
+        model: FakeOpenAI | None = None,
+        max_rounds: int = 6,
+        token_budget: int = 60_000,
+        concurrency: int = 8,
+        openai_timeout: float = 10.0,
+    ) -> Diagnoser:
+        client = None
+        if model is not None:
+            client = ModelClient(
+                Settings(
+                    OPENAI_API_KEY=model.api_key,
+                    OPENAI_BASE_URL=model.url + "/v1",
+                    OPENAI_MODEL="gpt-test",
+                    ONCALL_OPENAI_TIMEOUT_SECONDS=openai_timeout,
+                )
+            )
+        return Diagnoser(
+            bus=self.bus,
+            caller=ToolCaller(self.bus.broker, 5.0),
+            model=client,
+            max_rounds=max_rounds,
+            token_budget=token_budget,
+            in_flight=asyncio.Semaphore(concurrency),
+        )
+
+    async def published(self, subject: str, wait: float = 0.5) -> list[dict[str, Any]]:
+        """Everything stored on `subject` so far (JetStream), as JSON."""
+        await asyncio.sleep(wait)
+        js = self.nc.jetstream()
+        sub = await js.subscribe(subject, ordered_consumer=True)
+        found = []
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=0.3)
+            except TimeoutError:
+                break
+            found.append(json.loads(msg.data))
+        await sub.unsubscribe()
+        return found
+
+
+@pytest_asyncio.fixture
+async def harness(clean_bus: str) -> AsyncIterator[Harness]:
+    broker = make_broker(clean_bus, "test-diagnoser")
+    bus = Bus(broker)
+    await broker.connect()
+    await bus.declare()
+    stub = ToolsStub()
+    nc = await nats.connect(clean_bus)
+    await nc.subscribe(f"{subjects.TOOLS_PREFIX}.*", queue=subjects.TOOLS_QUEUE, cb=stub.receive)
+    yield Harness(bus, nc, stub, clean_bus)
+    await nc.close()
+    await broker.stop()
+
+
+def alert_group(name: str = "alertmanager_webhook_real.json", incident_id: str | None = None) -> AlertGroup:
+    group = AlertGroup.model_validate_json((FIXTURES / name).read_bytes())
+    if incident_id:
+        group.incident_id = incident_id
+    return group
