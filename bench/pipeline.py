@@ -36,11 +36,23 @@ TOKEN = "bench-token"
 
 
 def conclude(_: dict[str, Any]) -> dict[str, Any]:
-    return {"tool_calls": [tool_call("send_diagnosis", {
-        "root_cause": "TypeError at inventory/inventory_service.py:47", "affected_file": demo.DEMO_BUGGY_FILE,
-        "line": demo.DEMO_BUGGY_LINE, "evidence": ["TypeError"], "priority": "P1",
-        "suggested_fix": "check for None", "next_steps": ["fix"], "confidence": 0.9,
-    })]}
+    return {
+        "tool_calls": [
+            tool_call(
+                "send_diagnosis",
+                {
+                    "root_cause": "TypeError at inventory/inventory_service.py:47",
+                    "affected_file": demo.DEMO_BUGGY_FILE,
+                    "line": demo.DEMO_BUGGY_LINE,
+                    "evidence": ["TypeError"],
+                    "priority": "P1",
+                    "suggested_fix": "check for None",
+                    "next_steps": ["fix"],
+                    "confidence": 0.9,
+                },
+            )
+        ]
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -66,14 +78,23 @@ def main() -> None:
             FakeTwilio() as twilio,
         ):
             settings = {
-                "INGEST_TOKEN": TOKEN, "ONCALL_DATA_DIR": str(Path(tmp) / "state"),
-                "LB_URL": logs.url, "PROM_URL": prometheus.url,
-                "GITHUB_API_URL": github.url, "GITHUB_TOKEN": github.token, "GITHUB_OWNER": "acme",
+                "INGEST_TOKEN": TOKEN,
+                "ONCALL_DATA_DIR": str(Path(tmp) / "state"),
+                "LB_URL": logs.url,
+                "PROM_URL": prometheus.url,
+                "GITHUB_API_URL": github.url,
+                "GITHUB_TOKEN": github.token,
+                "GITHUB_OWNER": "acme",
                 "GITHUB_REPO": "inventory",
-                "OPENAI_API_KEY": model.api_key, "OPENAI_BASE_URL": model.url + "/v1", "OPENAI_MODEL": "bench",
-                "TWILIO_ACCOUNT_SID": twilio.account_sid, "TWILIO_AUTH_TOKEN": twilio.auth_token,
-                "TWILIO_WHATSAPP_NUMBER": "+14155238886", "TWILIO_API_BASE_URL": twilio.url,
-                "USER_WHATSAPP_NUMBER": ON_CALL, "PUBLIC_BASE_URL": "https://oncall.example.com",
+                "OPENAI_API_KEY": model.api_key,
+                "OPENAI_BASE_URL": model.url + "/v1",
+                "OPENAI_MODEL": "bench",
+                "TWILIO_ACCOUNT_SID": twilio.account_sid,
+                "TWILIO_AUTH_TOKEN": twilio.auth_token,
+                "TWILIO_WHATSAPP_NUMBER": "+14155238886",
+                "TWILIO_API_BASE_URL": twilio.url,
+                "USER_WHATSAPP_NUMBER": ON_CALL,
+                "PUBLIC_BASE_URL": "https://oncall.example.com",
                 "ONCALL_LOG_LEVEL": "WARNING",
             }
             with oncall_up(settings, Path(tmp)) as oncall, httpx.Client(timeout=30) as client:
@@ -81,13 +102,18 @@ def main() -> None:
             calls = len(model.chat_requests)
             prompt_tokens = [len(json.dumps(r["messages"])) // 4 for r in model.chat_requests]
     raw_tokens = len(json.dumps(log_lines)) // 4
+    prompt = statistics.mean(prompt_tokens)
+    rows = [
+        ("POST /alerts -> Twilio API call, p50", f"{statistics.median(latencies) * 1000:.1f} ms", "<= 50 ms"),
+        ("POST /alerts -> Twilio API call, p99", f"{percentile(latencies, 0.99) * 1000:.1f} ms", "<= 200 ms"),
+        ("model calls per diagnosis", f"{calls / args.incidents:.2f}", "<= 2"),
+        ("prompt tokens per diagnosis (evidence, compressed)", f"{prompt:.0f}", ""),
+        ("tokens of the raw logs the seed sent", f"{raw_tokens}", f"({len(log_lines)} lines)"),
+        ("reduction", f"{raw_tokens / prompt:.1f}x", ""),
+    ]
     print(f"{'measure':<52} {'value':>12}   target")
-    print(f"{'POST /alerts -> Twilio API call, p50':<52} {statistics.median(latencies) * 1000:>9.1f} ms   <= 50 ms")
-    print(f"{'POST /alerts -> Twilio API call, p99':<52} {percentile(latencies, 0.99) * 1000:>9.1f} ms   <= 200 ms")
-    print(f"{'model calls per diagnosis':<52} {calls / args.incidents:>12.2f}   <= 2")
-    print(f"{'prompt tokens per diagnosis (evidence, compressed)':<52} {statistics.mean(prompt_tokens):>12.0f}")
-    print(f"{'tokens of the raw logs the seed sent':<52} {raw_tokens:>12.0f}   ({len(log_lines)} lines)")
-    print(f"{'reduction':<52} {raw_tokens / statistics.mean(prompt_tokens):>11.1f}x")
+    for label, value, target in rows:
+        print(f"{label:<52} {value:>12}   {target}")
     print(f"(incidents={args.incidents}, one after another, instant fakes, 1 on-call number)")
 
 

@@ -239,6 +239,9 @@ class TicketCreated(BusMessage):
     assignee_name: str | None = None
     assignee_account_id: str | None = None
     note: str | None = Field(default=None, description="e.g. why it is unassigned")
+    existing: bool = Field(
+        default=False, description="The incident's ticket already existed: commented on it"
+    )
 
 
 class TicketFailed(BusMessage):

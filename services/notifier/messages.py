@@ -101,10 +101,13 @@ def format_resolved(event: IncidentResolved) -> str:
 
 def format_ticket_created(event: TicketCreated) -> str:
     lines = [
-        f"🎫 *Jira task created* {incident_tag(event.incident_id)}",
+        f"🎫 *Jira task {'updated' if event.existing else 'created'}* {incident_tag(event.incident_id)}",
         f"*{event.key}* {event.url}".rstrip(),
-        f"Assigned to {event.assignee_name}" if event.assignee_name else "Unassigned",
     ]
+    if event.assignee_name:
+        lines.append(f"Assigned to {event.assignee_name}")
+    elif not event.existing:
+        lines.append("Unassigned")
     if event.note:
         lines.append(_clip(event.note.strip(), MAX_FIELD_CHARS))
     return "\n".join(lines)

@@ -245,6 +245,8 @@ def subscribe_durable(
                 await msg.ack()
                 return
             delay = delay_before_redelivery(spec, deliveries)
+            # A source that said when to come back (Jira's Retry-After on 429/503) is believed.
+            delay = max(delay, getattr(exc, "retry_after", None) or 0.0)
             log.warning("%s failed (delivery %d), retry in %.0fs: %r", spec.durable, deliveries, delay, exc)
             await msg.nack(delay=delay)
             return

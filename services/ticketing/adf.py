@@ -112,9 +112,9 @@ def _diagnosis_sections(diagnosis: Diagnosis, req: TicketRequested) -> list[Node
         if diagnosis.line is not None:
             where = f"{where}:{diagnosis.line}"
         blocks += [heading("Where"), paragraph(code(where))]
-    evidence = "\n".join(line for line in diagnosis.evidence if line.strip())
+    evidence = evidence_blocks(diagnosis.evidence)
     if evidence:
-        blocks += [heading("Evidence"), code_block(evidence)]
+        blocks += [heading("Evidence"), *evidence]
     if diagnosis.suggested_fix.strip():
         blocks += [heading("Suggested fix"), text_paragraph(diagnosis.suggested_fix)]
     steps = [step.strip() for step in diagnosis.next_steps if step.strip()]
@@ -126,6 +126,24 @@ def _diagnosis_sections(diagnosis: Diagnosis, req: TicketRequested) -> list[Node
     if req.service:
         about = f"Service {req.service}. {about}"
     blocks.append(paragraph(text(about)))
+    return blocks
+
+
+def evidence_blocks(entries: Iterable[str]) -> list[Node]:
+    """Code blocks, in order: consecutive one-line entries (log lines, figures) share one; an entry of
+    several lines (a stack trace, a code window) gets its own, so its lines stay together and apart."""
+    blocks: list[Node] = []
+    lines: list[str] = []
+    for entry in (e.strip("\n") for e in entries if e.strip()):
+        if "\n" not in entry:
+            lines.append(entry)
+            continue
+        if lines:
+            blocks.append(code_block("\n".join(lines)))
+            lines = []
+        blocks.append(code_block(entry))
+    if lines:
+        blocks.append(code_block("\n".join(lines)))
     return blocks
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from tenacity import (
@@ -42,7 +43,12 @@ class JiraError(Exception):
     """A failed Jira call. `status` is None when no response came back (connection, timeout)."""
 
     def __init__(
-        self, status: int | None, message: str, retry_after: float | None = None, sent: bool = True
+        self,
+        status: int | None,
+        message: str,
+        retry_after: float | None = None,
+        sent: bool = True,
+        field_errors: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -50,6 +56,8 @@ class JiraError(Exception):
         self.retry_after = retry_after
         # False only when the request provably never reached Jira (connection refused, ...).
         self.sent = sent
+        # The ErrorCollection's `errors` (field -> message), e.g. why `priority` cannot be set.
+        self.field_errors = field_errors or {}
 
     @property
     def transient(self) -> bool:
@@ -72,6 +80,12 @@ class CreatedIssue:
     id: str
     key: str
     self_url: str
+
+
+@dataclass(frozen=True)
+class Transition:
+    id: str
+    name: str
 
 
 class JiraClient:
@@ -115,6 +129,49 @@ class JiraClient:
             raise JiraError(201, f"unexpected answer to an issue create: {str(body)[:200]}")
         return CreatedIssue(id=str(body.get("id", "")), key=body["key"], self_url=body.get("self", ""))
 
+    async def search_issue_keys(self, jql: str, max_results: int) -> list[str]:
+        """Keys of the issues a JQL query finds, in the query's order."""
+        # /search/jql returns bare ids unless `fields` names one; "status" is the cheapest that brings keys.
+        found = await self._call(
+            "POST",
+            "/rest/api/3/search/jql",
+            idempotent=True,  # a read, despite the POST
+            json={"jql": jql, "maxResults": max_results, "fields": ["status"]},
+        )
+        issues = found.get("issues") if isinstance(found, dict) else None
+        if not isinstance(issues, list):
+            raise JiraError(200, f"unexpected answer to a search: {str(found)[:200]}")
+        return [str(i["key"]) for i in issues if isinstance(i, dict) and i.get("key")]
+
+    async def add_comment(self, key: str, body: dict[str, Any]) -> None:
+        """`body` is an ADF document."""
+        await self._call("POST", f"{_issue_path(key)}/comment", idempotent=False, json={"body": body})
+
+    async def assign(self, key: str, account_id: str) -> None:
+        await self._call(
+            "PUT", f"{_issue_path(key)}/assignee", idempotent=True, json={"accountId": account_id}
+        )
+
+    async def transitions(self, key: str) -> list[Transition]:
+        """The transitions the issue's workflow allows from its current status."""
+        found = await self._call("GET", f"{_issue_path(key)}/transitions", idempotent=True)
+        listed = found.get("transitions") if isinstance(found, dict) else None
+        if not isinstance(listed, list):
+            raise JiraError(200, f"unexpected answer to a transitions query: {str(found)[:200]}")
+        return [
+            Transition(id=str(t["id"]), name=str(t.get("name", "")))
+            for t in listed
+            if isinstance(t, dict) and t.get("id") is not None
+        ]
+
+    async def transition(self, key: str, transition_id: str) -> None:
+        await self._call(
+            "POST",
+            f"{_issue_path(key)}/transitions",
+            idempotent=False,  # once done, the same transition is usually no longer allowed
+            json={"transition": {"id": transition_id}},
+        )
+
     async def _call(self, method: str, path: str, idempotent: bool, **kwargs: Any) -> Any:
         """One request under the retry policy. A create is resent only when Jira provably did not act
         on it (429/503, or no connection): after a lost response a resend could duplicate the issue."""
@@ -147,7 +204,10 @@ class JiraClient:
                 response.status_code,
                 error_message(response),
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                field_errors=_error_collection(response)[1],
             )
+        if response.status_code == 204:  # assignee and transitions answer with no content
+            return None
         try:
             return response.json()
         except ValueError:
@@ -157,19 +217,28 @@ class JiraClient:
             ) from None
 
 
-def error_message(response: httpx.Response) -> str:
-    """Jira's ErrorCollection in plain words: the messages, then `field: message` pairs."""
+def _issue_path(key: str) -> str:
+    return f"/rest/api/3/issue/{quote(key, safe='')}"
+
+
+def _error_collection(response: httpx.Response) -> tuple[list[str], dict[str, str]]:
+    """Jira's ErrorCollection: `errorMessages` and the `errors` field -> message map."""
     try:
         body = response.json()
     except ValueError:
-        body = None
-    parts: list[str] = []
-    if isinstance(body, dict):
-        parts += [str(m) for m in body.get("errorMessages") or [] if m]
-        errors = body.get("errors")
-        if isinstance(errors, dict):
-            parts += [f"{field}: {message}" for field, message in errors.items()]
-    detail = "; ".join(parts)
+        return [], {}
+    if not isinstance(body, dict):
+        return [], {}
+    messages = [str(m) for m in body.get("errorMessages") or [] if m]
+    errors = body.get("errors")
+    fields = {str(f): str(m) for f, m in errors.items()} if isinstance(errors, dict) else {}
+    return messages, fields
+
+
+def error_message(response: httpx.Response) -> str:
+    """Jira's ErrorCollection in plain words: the messages, then `field: message` pairs."""
+    messages, fields = _error_collection(response)
+    detail = "; ".join([*messages, *(f"{field}: {message}" for field, message in fields.items())])
     hint = _STATUS_HINTS.get(response.status_code)
     if hint:
         message = f"{hint} ({detail})" if detail else hint

@@ -1,195 +1,191 @@
-"""Ticket logic: a TicketRequested becomes one Jira issue (or a failure in plain words), once per request."""
+"""Ticket requests: one Jira issue per incident, a comment on it for every further request, a question
+on WhatsApp when the assignee is ambiguous, and each outcome once, whatever gets redelivered.
 
-import hashlib
+Idempotency (keys in `records`): the request's outcome in KV answers a replay without Jira; the intent
+written before a create lets a redelivery after a crash find the issue by its request label instead of
+creating a second one.
+"""
+
 import logging
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from services.contracts import streams, subjects
-from services.contracts.models import TicketCreated, TicketFailed, TicketRequested
+from services.contracts.models import NotifyText, Priority, TicketCreated, TicketFailed, TicketRequested
 from services.runtime import metrics
 from services.runtime.bus import Bus
-from services.ticketing import adf
-from services.ticketing.jira import JiraClient, JiraError, JiraUser
+from services.ticketing import adf, comments, records
+from services.ticketing.assignees import Ambiguous, Assignment, choice_question, resolve_assignee
+from services.ticketing.config import TicketingConfig
+from services.ticketing.jira import JiraClient, JiraError
+from services.ticketing.records import IncidentTicket, TicketIntent
 
 log = logging.getLogger("oncall.ticketing")
 
 NOT_CONFIGURED = "Jira is not configured: set JIRA_URL, JIRA_EMAIL, JIRA_API_TOKEN and JIRA_PROJECT_KEY"
 # Jira's summary limit; Alertmanager's notifier truncates the same way (maxSummaryLenRunes).
 MAX_SUMMARY_CHARS = 255
-MAX_LABEL_CHARS = 255
-BASE_LABEL = "oncall-agent"
-MAX_CANDIDATES_LISTED = 5
-# NATS KV keys: [-_=.a-zA-Z0-9] in dot-separated, non-empty tokens.
-_NATS_KEY = re.compile(r"[-_=a-zA-Z0-9]+(\.[-_=a-zA-Z0-9]+)*")
-_NOT_KEY_CHARS = re.compile(r"[^-_=a-zA-Z0-9]+")
 
-
-@dataclass(frozen=True)
-class Assignment:
-    """Who the ticket goes to; `account_id` None = unassigned, with `note` saying why."""
-
-    account_id: str | None = None
-    display_name: str | None = None
-    note: str | None = None
+Outcome = TicketCreated | TicketFailed | NotifyText
 
 
 # --- the bus handler ---------------------------------------------------------------------------
 
 
-async def handle_ticket_request(
-    req: TicketRequested, bus: Bus, jira: JiraClient | None, project_key: str | None, issue_type: str
-) -> TicketCreated | TicketFailed:
-    """Open the ticket unless this request already has one, then publish the outcome.
+@dataclass(frozen=True)
+class Acted:
+    ticket: IncidentTicket  # the incident's ticket as it now stands
+    outcome: TicketCreated
+    action: Literal["created", "commented", "recovered"]
 
-    A redelivered or replayed request finds its ticket in KV and is answered without calling Jira.
+
+class Refused(Exception):
+    """Jira turned the request down for good; the message is the reason for the human."""
+
+
+async def handle_ticket_request(
+    req: TicketRequested, bus: Bus, jira: JiraClient | None, config: TicketingConfig
+) -> Outcome:
+    """Act on the request unless it already has its ticket, then publish the outcome.
+
     A transient Jira error propagates so the consumer redelivers with backoff.
     """
-    key = delivery_key(req.request_id)
-    done, _ = await bus.kv_get(streams.DELIVERIES, key, TicketCreated)
+    done, _ = await bus.kv_get(streams.DELIVERIES, records.result_key(req.request_id), TicketCreated)
     if done is not None:
-        result: TicketCreated | TicketFailed = done
-        outcome = "duplicate"
+        await _publish(bus, done)  # the same Nats-Msg-Id: a no-op unless the first publish was lost
+        metrics.tickets.labels(outcome="duplicate").inc()
+        return done
+    if jira is None or not config.project_key:
+        outcome: Outcome = _failed(req, NOT_CONFIGURED)
+        metrics.tickets.labels(outcome="failed").inc()
     else:
         try:
-            result = await open_ticket(req, jira, project_key, issue_type)
+            outcome = await act(req, bus, jira, config.project_key, config)
         except JiraError:
             metrics.tickets.labels(outcome="transient_error").inc()
             raise
-        if isinstance(result, TicketCreated):
-            created = result
-            # Keep a ticket stored by a concurrent delivery rather than overwrite it.
-            result = (
-                await bus.kv_update(
-                    streams.DELIVERIES, key, TicketCreated, lambda current: None if current else created
-                )
-                or created
-            )
-        outcome = "created" if isinstance(result, TicketCreated) else "failed"
-    token = key.removeprefix("ticket.")
-    if isinstance(result, TicketCreated):
-        await bus.publish_event(subjects.TICKETS_CREATED, result, msg_id=f"ticket-created-{token}")
-    else:
-        await bus.publish_event(subjects.TICKETS_FAILED, result, msg_id=f"ticket-failed-{token}")
-    metrics.tickets.labels(outcome=outcome).inc()
-    return result
+    await _publish(bus, outcome)
+    return outcome
 
 
-def delivery_key(request_id: str) -> str:
-    """KV key of a request's ticket. An id outside NATS's key alphabet is sanitised and given a hash
-    suffix, so two different ids never share a key."""
-    if _NATS_KEY.fullmatch(request_id) and len(request_id) <= 128:
-        return f"ticket.{request_id}"
-    readable = _NOT_KEY_CHARS.sub("_", request_id)[:64]
-    return f"ticket.{readable}-{hashlib.sha256(request_id.encode()).hexdigest()[:16]}"
-
-
-# --- opening a ticket -------------------------------------------------------------------------
-
-
-async def open_ticket(
-    req: TicketRequested, jira: JiraClient | None, project_key: str | None, issue_type: str
-) -> TicketCreated | TicketFailed:
-    """Create the Jira issue for `req`. Permanent Jira errors come back as TicketFailed; transient
-    ones (429, 5xx, network) raise JiraError."""
-    if jira is None or not project_key:
-        return TicketFailed(request_id=req.request_id, incident_id=req.incident_id, reason=NOT_CONFIGURED)
+async def act(
+    req: TicketRequested, bus: Bus, jira: JiraClient, project_key: str, config: TicketingConfig
+) -> Outcome:
+    """Ask who is meant, or create the incident's ticket, or comment on the one it has, and record it.
+    Only transient Jira errors raise."""
+    assignment = await resolve_assignee(jira, project_key, req.assignee)
+    if isinstance(assignment, Ambiguous):
+        metrics.tickets.labels(outcome="asked").inc()
+        return NotifyText(
+            notification_id=f"ticket-choice-{records.token(req.request_id)}",
+            incident_id=req.incident_id,
+            text=choice_question(assignment, req.new_ticket),
+        )
     try:
-        assignment = await resolve_assignee(jira, project_key, req.assignee)
-        issue = await jira.create_issue(issue_fields(req, project_key, issue_type, assignment))
+        acted = await _act_on_ticket(req, bus, jira, project_key, config, assignment)
+    except JiraError as exc:  # a refused search
+        if exc.transient:
+            raise
+        return _refused(req, f"Jira refused to look for the incident's ticket: {exc.message}")
+    except Refused as exc:
+        return _refused(req, str(exc))
+    await records.put(bus, records.incident_key(req.incident_id), acted.ticket)
+    # The outcome last: it marks the request done. Keep one a concurrent delivery stored first.
+    stored = await bus.kv_update(
+        streams.DELIVERIES,
+        records.result_key(req.request_id),
+        TicketCreated,
+        lambda current: None if current else acted.outcome,
+    )
+    metrics.tickets.labels(outcome=acted.action).inc()
+    return stored or acted.outcome
+
+
+async def _act_on_ticket(
+    req: TicketRequested,
+    bus: Bus,
+    jira: JiraClient,
+    project_key: str,
+    config: TicketingConfig,
+    assignment: Assignment,
+) -> Acted:
+    intent, _ = await bus.kv_get(streams.DELIVERIES, records.intent_key(req.request_id), TicketIntent)
+    if intent is not None:
+        # An earlier delivery sent the create and may have died before recording it.
+        key = await records.find_by_label(jira, project_key, records.request_label(req.request_id))
+        if key is not None:
+            log.info("found %s, created by an earlier delivery of request %s", key, req.request_id)
+            ticket = IncidentTicket(key=key, url=jira.browse_url(key), priority=req.priority)
+            return Acted(ticket, _created(req, ticket, assignment, [assignment.note]), "recovered")
+    existing = None
+    if not req.new_ticket:
+        existing = await records.find_incident_ticket(bus, jira, project_key, req.incident_id)
+    if existing is not None:
+        try:
+            return await follow_up(req, jira, existing, assignment, config)
+        except JiraError as exc:
+            if exc.transient:
+                raise
+            raise Refused(f"Jira did not update {existing.key}: {exc.message}") from exc
+    await records.put(bus, records.intent_key(req.request_id), TicketIntent(incident_id=req.incident_id))
+    try:
+        return await create(req, jira, project_key, assignment, config)
     except JiraError as exc:
         if exc.transient:
             raise
-        log.warning("ticket for request %s refused by Jira: %s", req.request_id, exc)
-        return TicketFailed(
-            request_id=req.request_id,
-            incident_id=req.incident_id,
-            reason=f"Jira did not create the ticket: {exc.message}",
+        await bus.kv_delete(streams.DELIVERIES, records.intent_key(req.request_id))  # nothing was created
+        raise Refused(f"Jira did not create the ticket: {exc.message}") from exc
+
+
+# --- creating ----------------------------------------------------------------------------------
+
+
+async def create(
+    req: TicketRequested, jira: JiraClient, project_key: str, assignment: Assignment, config: TicketingConfig
+) -> Acted:
+    """A new issue. When the priority field is not on the project's create screen, Jira answers 400 with
+    errors.priority: the issue is then created without it, and the human told."""
+    fields = issue_fields(req, project_key, config.issue_type, assignment, config.priority_names)
+    notes = [assignment.note]
+    try:
+        issue = await jira.create_issue(fields)
+    except JiraError as exc:
+        if not (exc.status == 400 and "priority" in exc.field_errors and "priority" in fields):
+            raise
+        log.warning("Jira refused the priority of request %s (%s); creating without", req.request_id, exc)
+        issue = await jira.create_issue({k: v for k, v in fields.items() if k != "priority"})
+        notes.append(
+            f"Jira refused the priority {fields['priority']['name']} "
+            f"({exc.field_errors['priority']}), so the ticket has the project's default priority."
         )
     log.info("created %s for incident %s (request %s)", issue.key, req.incident_id, req.request_id)
-    return TicketCreated(
-        request_id=req.request_id,
-        incident_id=req.incident_id,
-        key=issue.key,
-        url=jira.browse_url(issue.key),
-        assignee_name=assignment.display_name,
-        assignee_account_id=assignment.account_id,
-        note=assignment.note,
-    )
-
-
-async def resolve_assignee(jira: JiraClient, project_key: str, wanted: str | None) -> Assignment:
-    """The asked-for person as a Jira accountId. A failed lookup leaves the ticket unassigned
-    rather than lose it; only transient errors propagate."""
-    name = (wanted or "").strip()
-    if not name:
-        return Assignment()
-    try:
-        users = await jira.find_assignable_users(project_key, name)
-    except JiraError as exc:
-        if exc.transient:
-            raise
-        return Assignment(
-            note=f"Could not look up '{name}' in Jira ({exc.message}); the ticket is unassigned."
-        )
-    return choose_assignee(name, users, project_key)
-
-
-def choose_assignee(wanted: str, users: Sequence[JiraUser], project_key: str) -> Assignment:
-    """One match wins. Among several, an exact email, full name or first name (case-insensitive)
-    wins if it singles one person out; otherwise nobody is guessed."""
-    if not users:
-        return Assignment(
-            note=f"Nobody called '{wanted}' can be assigned in {project_key}; the ticket is unassigned."
-        )
-    if len(users) == 1:
-        return _assigned(users[0])
-    folded = wanted.casefold()
-    tiers = (
-        [u for u in users if u.email and u.email.casefold() == folded],
-        [u for u in users if u.display_name.casefold() == folded],
-        [u for u in users if _first_name(u) == folded],
-    )
-    for tier in tiers:
-        if len(tier) == 1:
-            return _assigned(tier[0])
-        if tier:
-            return _ambiguous(wanted, tier, project_key)
-    return _ambiguous(wanted, users, project_key)
-
-
-def _first_name(user: JiraUser) -> str:
-    words = user.display_name.split()
-    return words[0].casefold() if words else ""
-
-
-def _assigned(user: JiraUser) -> Assignment:
-    return Assignment(account_id=user.account_id, display_name=user.display_name or user.account_id)
-
-
-def _ambiguous(wanted: str, candidates: Sequence[JiraUser], project_key: str) -> Assignment:
-    names = [u.display_name or u.account_id for u in candidates[:MAX_CANDIDATES_LISTED]]
-    more = len(candidates) - len(names)
-    listed = ", ".join(names) + (f" and {more} more" if more > 0 else "")
-    return Assignment(
-        note=f"Several people called '{wanted}' can be assigned in {project_key} ({listed}); "
-        "the ticket is unassigned."
-    )
+    ticket = IncidentTicket(key=issue.key, url=jira.browse_url(issue.key), priority=req.priority)
+    return Acted(ticket, _created(req, ticket, assignment, notes), "created")
 
 
 def issue_fields(
-    req: TicketRequested, project_key: str, issue_type: str, assignment: Assignment
+    req: TicketRequested,
+    project_key: str,
+    issue_type: str,
+    assignment: Assignment,
+    priority_names: Mapping[Priority, str],
 ) -> dict[str, Any]:
-    """The `fields` of the create call. Users are referenced by accountId only: Jira Cloud rejects `name`."""
+    """The `fields` of the create call. Users are referenced by accountId only: Jira Cloud rejects `name`.
+    The labels let the incident's ticket, and the request's, be found again without KV."""
     fields: dict[str, Any] = {
         "project": {"key": project_key},
         "issuetype": {"name": issue_type},
         "summary": summary_for(req),
         "description": adf.diagnosis_description(req),
-        "labels": [BASE_LABEL, _label(f"incident-{req.incident_id}")],
+        "labels": [
+            records.BASE_LABEL,
+            records.incident_label(req.incident_id),
+            records.request_label(req.request_id),
+        ],
     }
+    if req.priority in priority_names:
+        fields["priority"] = {"name": priority_names[req.priority]}
     if assignment.account_id:
         fields["assignee"] = {"accountId": assignment.account_id}
     return fields
@@ -203,6 +199,80 @@ def summary_for(req: TicketRequested) -> str:
     return summary
 
 
-def _label(value: str) -> str:
-    # Jira labels cannot contain spaces and are at most 255 characters.
-    return "-".join(value.split())[:MAX_LABEL_CHARS]
+# --- following up --------------------------------------------------------------------------------
+
+
+async def follow_up(
+    req: TicketRequested,
+    jira: JiraClient,
+    existing: IncidentTicket,
+    assignment: Assignment,
+    config: TicketingConfig,
+) -> Acted:
+    """The incident has its ticket: reassign it if someone was named, and comment who asked and what."""
+    notes = [
+        f"{existing.key} is already open for this incident, so the request was added to it as a comment "
+        "(ask for a *new* ticket to open a separate one).",
+        assignment.note,
+    ]
+    if assignment.account_id:
+        try:
+            await jira.assign(existing.key, assignment.account_id)
+        except JiraError as exc:
+            if exc.transient:
+                raise
+            notes.append(f"Jira did not assign it to {assignment.display_name}: {exc.message}")
+            assignment = Assignment()
+    changed_priority = None if existing.priority == req.priority else priority_label(req.priority, config)
+    await jira.add_comment(existing.key, comments.follow_up(req, assignment.display_name, changed_priority))
+    log.info("commented on %s for incident %s (request %s)", existing.key, req.incident_id, req.request_id)
+    ticket = existing.model_copy(update={"priority": req.priority})
+    return Acted(ticket, _created(req, ticket, assignment, notes, existing=True), "commented")
+
+
+def priority_label(priority: Priority, config: TicketingConfig) -> str:
+    name = config.priority_names.get(priority)
+    return f"{priority} ({name})" if name else priority
+
+
+# --- outcomes ------------------------------------------------------------------------------------
+
+
+def _created(
+    req: TicketRequested,
+    ticket: IncidentTicket,
+    assignment: Assignment,
+    notes: list[str | None],
+    existing: bool = False,
+) -> TicketCreated:
+    return TicketCreated(
+        request_id=req.request_id,
+        incident_id=req.incident_id,
+        key=ticket.key,
+        url=ticket.url,
+        assignee_name=assignment.display_name,
+        assignee_account_id=assignment.account_id,
+        note=" ".join(note for note in notes if note) or None,
+        existing=existing,
+    )
+
+
+def _failed(req: TicketRequested, reason: str) -> TicketFailed:
+    return TicketFailed(request_id=req.request_id, incident_id=req.incident_id, reason=reason)
+
+
+def _refused(req: TicketRequested, reason: str) -> TicketFailed:
+    log.warning("ticket request %s refused by Jira: %s", req.request_id, reason)
+    metrics.tickets.labels(outcome="failed").inc()
+    return _failed(req, reason)
+
+
+async def _publish(bus: Bus, outcome: Outcome) -> None:
+    if isinstance(outcome, NotifyText):
+        await bus.publish_event(subjects.NOTIFY_TEXT, outcome, msg_id=outcome.notification_id)
+        return
+    token = records.token(outcome.request_id)
+    if isinstance(outcome, TicketCreated):
+        await bus.publish_event(subjects.TICKETS_CREATED, outcome, msg_id=f"ticket-created-{token}")
+    else:
+        await bus.publish_event(subjects.TICKETS_FAILED, outcome, msg_id=f"ticket-failed-{token}")

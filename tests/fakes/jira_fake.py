@@ -1,9 +1,11 @@
-"""Fake Jira Cloud REST v3 (external-apis.md §4): issue creation validated the way Jira Cloud does it."""
+"""Fake Jira Cloud REST v3 (external-apis.md §4): issues, comments, assignees, transitions and the
+label search, validated the way Jira Cloud does it."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -11,6 +13,20 @@ from .base import FakeHTTPServer, RecordedRequest, Response, json_response
 
 MAX_SUMMARY_CHARS = 255
 PROJECT_ID = "10000"
+DEFAULT_PRIORITIES = ("Highest", "High", "Medium", "Low", "Lowest")
+# Jira Cloud's simplified workflow: every status can be reached from every other one.
+# (transition id, transition name, target status, status category key)
+DEFAULT_WORKFLOW: tuple[tuple[str, str, str, str], ...] = (
+    ("11", "To Do", "To Do", "new"),
+    ("21", "In Progress", "In Progress", "indeterminate"),
+    ("31", "Done", "Done", "done"),
+)
+_STATUS_CATEGORY_IDS = {"new": 2, "indeterminate": 4, "done": 3}
+# The properties of `SearchAndReconcileRequestBean`; Jira refuses any other in the body.
+_SEARCH_JQL_PROPERTIES = frozenset(
+    {"jql", "nextPageToken", "maxResults", "fields", "expand", "properties", "fieldsByKeys", "failFast",
+     "reconcileIssues"}
+)  # fmt: skip
 DEFAULT_USERS: tuple[dict[str, Any], ...] = (
     {
         "accountId": "5b10a2844c20165700ede21g",
@@ -20,14 +36,19 @@ DEFAULT_USERS: tuple[dict[str, Any], ...] = (
     },
 )
 # Fields a default Jira Cloud create screen accepts; others get Jira's "cannot be set" error.
-_SETTABLE_FIELDS = frozenset(
+DEFAULT_SCREEN_FIELDS = frozenset(
     {
         "project", "issuetype", "summary", "description", "environment", "assignee", "reporter",
         "priority", "labels", "components", "duedate", "parent", "fixVersions", "versions",
     }
 )  # fmt: skip
-_ISSUE_PATH = re.compile(r"^/rest/api/3/issue/(?P<key>[^/]+)$")
+_ISSUE_PATH = re.compile(r"^/rest/api/3/issue/(?P<key>[^/]+)(?P<sub>/comment|/assignee|/transitions)?$")
 _NOT_AN_ADF = "Operation value must be an Atlassian Document"
+_BAD_PAYLOAD = "Invalid request payload. Refer to the REST API documentation and try again."
+_UNBOUNDED = "Unbounded JQL queries are not allowed here. Please add a search restriction to your query."
+# The JQL this fake understands: `field = value` clauses joined by AND, then an optional ORDER BY.
+_JQL_CLAUSE = re.compile(r'^\s*(?P<field>\w+)\s*=\s*(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<bare>[\w-]+))\s*$')
+_JQL_ORDER = re.compile(r"(?:^|\s+)ORDER\s+BY\s+(?P<field>\w+)(?:\s+(?P<direction>ASC|DESC))?\s*$", re.I)
 
 
 def jira_errors(status: int, messages: Sequence[str] = (), errors: dict[str, str] | None = None) -> Response:
@@ -66,6 +87,9 @@ class FakeJira(FakeHTTPServer):
         users: Sequence[dict[str, Any]] = DEFAULT_USERS,
         issue_types: Sequence[str] = ("Task", "Bug", "Incident", "Story"),
         delay_seconds: float = 0.0,
+        priorities: Sequence[str] = DEFAULT_PRIORITIES,
+        screen_fields: Collection[str] = DEFAULT_SCREEN_FIELDS,
+        workflow: Sequence[tuple[str, str, str, str]] = DEFAULT_WORKFLOW,
     ) -> None:
         super().__init__(delay_seconds)
         self.email = email
@@ -74,13 +98,34 @@ class FakeJira(FakeHTTPServer):
         self.users = [dict(u) for u in users]
         # Issue type ids follow Jira's numbering style: "10001", "10002", ...
         self.issue_types = {str(10001 + i): name for i, name in enumerate(issue_types)}
-        self._issues: list[dict[str, Any]] = []  # {"id", "key", "fields"} in creation order
+        self.priorities = {str(i + 1): name for i, name in enumerate(priorities)}
+        self.screen_fields = frozenset(screen_fields)
+        self.workflow = list(workflow)
+        # {"id", "key", "fields", "status", "comments"} in creation order
+        self._issues: list[dict[str, Any]] = []
 
     @property
     def issues(self) -> list[dict[str, Any]]:
-        """The `fields` of each created issue, in creation order."""
+        """The `fields` of each created issue as sent (assignee kept current), in creation order."""
         with self._lock:
             return [issue["fields"] for issue in self._issues]
+
+    def status(self, key: str) -> str:
+        """The issue's workflow status name, e.g. "To Do"."""
+        return str(self._issue(key)["status"])
+
+    def comments(self, key: str) -> list[dict[str, Any]]:
+        """The ADF bodies of the issue's comments, oldest first."""
+        return [comment["body"] for comment in self._issue(key)["comments"]]
+
+    def add_issue(self, fields: dict[str, Any], status: str = "To Do") -> str:
+        """An issue created outside the product (e.g. by a previous run); returns its key."""
+        with self._lock:
+            return self._store(fields, status)
+
+    def _issue(self, key: str) -> dict[str, Any]:
+        with self._lock:
+            return next(i for i in self._issues if key in (i["id"], i["key"]))
 
     def fail_next(
         self, status: int, body: Any = None, headers: dict[str, str] | None = None, times: int = 1
@@ -101,9 +146,27 @@ class FakeJira(FakeHTTPServer):
             return self._assignable_search(req)
         if req.method == "POST" and req.path == "/rest/api/3/issue":
             return self._create_issue(req)
-        if req.method == "GET" and (match := _ISSUE_PATH.match(req.path)):
-            return self._get_issue(unquote(match["key"]))
+        if req.method == "POST" and req.path == "/rest/api/3/search/jql":
+            return self._search_jql(req)
+        if match := _ISSUE_PATH.match(req.path):
+            return self._on_issue(req, unquote(match["key"]), match["sub"])
         return jira_errors(404, [f"No resource found for {req.method} {req.path}"])
+
+    def _on_issue(self, req: RecordedRequest, id_or_key: str, sub: str | None) -> Response:
+        with self._lock:
+            issue = next((i for i in self._issues if id_or_key in (i["id"], i["key"])), None)
+        if issue is None:
+            return jira_errors(404, ["Issue does not exist or you do not have permission to see it."])
+        route = {
+            ("GET", None): self._get_issue,
+            ("POST", "/comment"): self._add_comment,
+            ("PUT", "/assignee"): self._assign,
+            ("GET", "/transitions"): self._get_transitions,
+            ("POST", "/transitions"): self._do_transition,
+        }.get((req.method, sub))
+        if route is None:
+            return jira_errors(405, [f"{req.method} is not supported on {req.path}"])
+        return route(req, issue)
 
     def _user_json(self, user: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -147,24 +210,28 @@ class FakeJira(FakeHTTPServer):
             body = None
         fields = body.get("fields", {}) if isinstance(body, dict) else None
         if not isinstance(fields, dict):
-            return jira_errors(
-                400, ["Invalid request payload. Refer to the REST API documentation and try again."]
-            )
+            return jira_errors(400, [_BAD_PAYLOAD])
         if errors := self._field_errors(fields):
             return jira_errors(400, errors=errors)
         with self._lock:
-            issue_id = str(10001 + len(self._issues))
-            key = f"{self.project_key}-{len(self._issues) + 1}"
-            self._issues.append({"id": issue_id, "key": key, "fields": fields})
+            key = self._store(fields, "To Do")
+            issue_id = self._issues[-1]["id"]
         return json_response(
             201, {"id": issue_id, "key": key, "self": f"{self.url}/rest/api/3/issue/{issue_id}"}
         )
+
+    def _store(self, fields: dict[str, Any], status: str) -> str:
+        """Append an issue; the caller holds the lock."""
+        issue_id = str(10001 + len(self._issues))
+        key = f"{self.project_key}-{len(self._issues) + 1}"
+        self._issues.append({"id": issue_id, "key": key, "fields": fields, "status": status, "comments": []})
+        return key
 
     def _field_errors(self, fields: dict[str, Any]) -> dict[str, str]:
         """All field errors at once, as Jira reports them."""
         errors: dict[str, str] = {}
         for name in fields:
-            if name not in _SETTABLE_FIELDS and not name.startswith("customfield_"):
+            if name not in self.screen_fields and not name.startswith("customfield_"):
                 errors[name] = (
                     f"Field '{name}' cannot be set. It is not on the appropriate screen, or unknown."
                 )
@@ -199,6 +266,18 @@ class FakeJira(FakeHTTPServer):
         if (assignee_error := self._assignee_error(fields.get("assignee"))) is not None:
             errors["assignee"] = assignee_error
 
+        if "priority" in fields and "priority" in self.screen_fields:
+            priority = fields["priority"]
+            if not isinstance(priority, dict) or not ({"name", "id"} & set(priority)):
+                errors["priority"] = "Specify the Priority (id or name) in the string format"
+            elif (
+                priority.get("name", self.priorities.get(str(priority.get("id"))))
+                not in self.priorities.values()
+            ):
+                errors["priority"] = (
+                    f"Priority name '{priority.get('name', priority.get('id'))}' is not valid"
+                )
+
         labels = fields.get("labels", [])
         if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
             errors["labels"] = "Labels must be a list of strings."
@@ -227,9 +306,159 @@ class FakeJira(FakeHTTPServer):
             return f"User '{account_id}' cannot be assigned issues."
         return None
 
-    def _get_issue(self, id_or_key: str) -> Response:
+    def _status_json(self, name: str) -> dict[str, Any]:
+        category = next((c for _, _, status, c in self.workflow if status == name), "new")
+        return {
+            "self": f"{self.url}/rest/api/3/status/{name}",
+            "name": name,
+            "id": name,
+            "statusCategory": {"id": _STATUS_CATEGORY_IDS[category], "key": category},
+        }
+
+    def _issue_json(self, issue: dict[str, Any], fields: Sequence[str] | None = None) -> dict[str, Any]:
+        all_fields = {**issue["fields"], "status": self._status_json(issue["status"])}
+        if fields is not None:
+            all_fields = {name: value for name, value in all_fields.items() if name in fields}
+        return {
+            "id": issue["id"],
+            "key": issue["key"],
+            "self": f"{self.url}/rest/api/3/issue/{issue['id']}",
+            "fields": all_fields,
+        }
+
+    def _get_issue(self, req: RecordedRequest, issue: dict[str, Any]) -> Response:
+        return json_response(200, self._issue_json(issue))
+
+    def _add_comment(self, req: RecordedRequest, issue: dict[str, Any]) -> Response:
+        body = _json_object(req)
+        if body is None:
+            return jira_errors(400, [_BAD_PAYLOAD])
+        if not body.get("body"):
+            return jira_errors(400, errors={"comment": "Comment body can not be empty!"})
+        if not is_adf_document(body["body"]):
+            return jira_errors(400, errors={"comment": _NOT_AN_ADF})
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
         with self._lock:
-            issue = next((i for i in self._issues if id_or_key in (i["id"], i["key"])), None)
-        if issue is None:
-            return jira_errors(404, ["Issue does not exist or you do not have permission to see it."])
-        return json_response(200, {**issue, "self": f"{self.url}/rest/api/3/issue/{issue['id']}"})
+            comment_id = str(10000 + sum(len(i["comments"]) for i in self._issues))
+            comment = {
+                "self": f"{self.url}/rest/api/3/issue/{issue['id']}/comment/{comment_id}",
+                "id": comment_id,
+                "author": {"accountId": "bot", "displayName": self.email, "active": True},
+                "body": body["body"],
+                "created": now,
+                "updated": now,
+                "jsdPublic": True,
+            }
+            issue["comments"].append(comment)
+        return json_response(201, comment)
+
+    def _assign(self, req: RecordedRequest, issue: dict[str, Any]) -> Response:
+        body = _json_object(req)
+        if body is None:
+            return jira_errors(400, [_BAD_PAYLOAD])
+        if "accountId" not in body:
+            return jira_errors(400, errors={"assignee": self._assignee_error(body) or "Specify the user"})
+        if body["accountId"] is not None and (error := self._assignee_error(body)):
+            return jira_errors(400, errors={"assignee": error})
+        with self._lock:
+            if body["accountId"] is None:
+                issue["fields"].pop("assignee", None)
+            else:
+                issue["fields"]["assignee"] = {"accountId": body["accountId"]}
+        return 204, {}, b""
+
+    def _available_transitions(self, issue: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+        return [t for t in self.workflow if t[2] != issue["status"]]
+
+    def _get_transitions(self, req: RecordedRequest, issue: dict[str, Any]) -> Response:
+        transitions = [
+            {
+                "id": transition_id,
+                "name": name,
+                "to": self._status_json(status),
+                "hasScreen": False,
+                "isGlobal": True,
+                "isInitial": False,
+                "isAvailable": True,
+                "isConditional": False,
+                "isLooped": False,
+            }
+            for transition_id, name, status, _ in self._available_transitions(issue)
+        ]
+        return json_response(200, {"expand": "transitions", "transitions": transitions})
+
+    def _do_transition(self, req: RecordedRequest, issue: dict[str, Any]) -> Response:
+        body = _json_object(req)
+        transition = body.get("transition") if body else None
+        if not isinstance(transition, dict) or "id" not in transition:
+            return jira_errors(400, ["Missing 'transition' identifier"])
+        wanted = str(transition["id"])
+        target = next((t for t in self._available_transitions(issue) if t[0] == wanted), None)
+        if target is None:
+            return jira_errors(400, [f"Transition id '{wanted}' is not valid for this issue."])
+        with self._lock:
+            issue["status"] = target[2]
+        return 204, {}, b""
+
+    def _search_jql(self, req: RecordedRequest) -> Response:
+        body = _json_object(req)
+        if body is None or set(body) - _SEARCH_JQL_PROPERTIES:
+            return jira_errors(400, [_BAD_PAYLOAD])
+        jql, max_results, fields = body.get("jql"), body.get("maxResults", 50), body.get("fields", ["id"])
+        if not isinstance(max_results, int) or max_results < 0:
+            return jira_errors(400, ["maxResults must be a non-negative integer."])
+        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+            return jira_errors(400, ["fields must be a list of strings."])
+        if not isinstance(jql, str):
+            return jira_errors(400, [_UNBOUNDED])
+        parsed = self._parse_jql(jql)
+        if isinstance(parsed, str):
+            return jira_errors(400, [parsed])
+        conditions, newest_first = parsed
+        with self._lock:
+            found = [i for i in self._issues if all(test(i) for test in conditions)]
+        if newest_first:
+            found.reverse()
+        # /search/jql returns bare ids unless fields are asked for (unlike GET issue).
+        issues = [
+            {"id": i["id"]} if fields == ["id"] else self._issue_json(i, fields) for i in found[:max_results]
+        ]
+        return json_response(200, {"issues": issues, "isLast": len(found) <= max_results})
+
+    def _parse_jql(self, jql: str) -> tuple[list[Callable[[dict[str, Any]], bool]], bool] | str:
+        """The conditions and whether the newest come first, or Jira's error message."""
+        newest_first = False
+        if order := _JQL_ORDER.search(jql):
+            if order["field"].lower() != "created":
+                return f"Error in the JQL Query: this fake orders by created only, not '{order['field']}'."
+            newest_first = (order["direction"] or "ASC").upper() == "DESC"
+            jql = jql[: order.start()]
+        if not jql.strip():
+            return _UNBOUNDED
+        conditions: list[Callable[[dict[str, Any]], bool]] = []
+        for clause in re.split(r"\s+AND\s+", jql.strip(), flags=re.I):
+            match = _JQL_CLAUSE.match(clause)
+            if match is None:
+                return f"Error in the JQL Query: cannot parse '{clause.strip()}'."
+            field = match["field"].lower()
+            value = match["bare"] if match["bare"] is not None else re.sub(r"\\(.)", r"\1", match["quoted"])
+            if field == "project":
+                if value not in (self.project_key, PROJECT_ID):
+                    return f"The value '{value}' does not exist for the field 'project'."
+            elif field == "labels":
+                conditions.append(_has_label(value))
+            else:
+                return f"Error in the JQL Query: this fake does not search by '{match['field']}'."
+        return conditions, newest_first
+
+
+def _has_label(label: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda issue: label in issue["fields"].get("labels", [])
+
+
+def _json_object(req: RecordedRequest) -> dict[str, Any] | None:
+    try:
+        body = req.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None

@@ -188,3 +188,18 @@ def test_line_breaks_in_the_diagnosis_become_hard_breaks() -> None:
     assert root_cause == adf.paragraph(
         adf.text("Pool exhausted."), adf.hard_break(), adf.text("Since the 06:00 deploy.")
     )
+
+
+def test_evidence_of_several_lines_gets_its_own_code_block_in_order() -> None:
+    trace = 'Traceback (most recent call last):\n  File "inventory_service.py", line 42\nTypeError: boom'
+    window = "41     item = cache.get(sku)\n42 >>> return item['stock']"
+
+    blocks = adf.evidence_blocks(["12× GET /api 500", "error rate 25.0%", trace, " ", window, "last line"])
+
+    assert [b["content"][0]["text"] for b in blocks] == [
+        "12× GET /api 500\nerror rate 25.0%",
+        trace,
+        window,
+        "last line",
+    ]
+    assert all(b["type"] == "codeBlock" for b in blocks)

@@ -1,4 +1,4 @@
-"""JiraClient against a fake Jira Cloud: auth, the two verbs, errors in plain words, bounded retries."""
+"""JiraClient against a fake Jira Cloud: auth, its verbs, errors in plain words, bounded retries."""
 
 from __future__ import annotations
 
@@ -6,14 +6,20 @@ import base64
 import logging
 import socket
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fakes.jira_fake import FakeJira
 
 from services.ticketing import adf
-from services.ticketing.jira import CreatedIssue, JiraClient, JiraError, JiraUser, parse_retry_after
+from services.ticketing.jira import (
+    CreatedIssue,
+    JiraClient,
+    JiraError,
+    JiraUser,
+    Transition,
+    parse_retry_after,
+)
 
 
 def _fields(**extra: Any) -> dict[str, Any]:
@@ -34,7 +40,10 @@ def _posts(fake: FakeJira) -> int:
 async def test_finds_assignable_users_with_basic_auth(fake_jira: FakeJira, jira: JiraClient) -> None:
     users = await jira.find_assignable_users("OPS", "ravi")
 
-    assert users == [JiraUser("acc-ravi", "Ravi Kumar", "ravi@example.com")]  # inactive Ravindra left out
+    assert users == [  # the deactivated Ravindra left out
+        JiraUser("acc-ravi", "Ravi Kumar", "ravi@example.com"),
+        JiraUser("acc-ravi-shah", "Ravi Shah"),
+    ]
     (request,) = fake_jira.requests
     assert request.path == "/rest/api/3/user/assignable/search"
     assert (request.arg("project"), request.arg("query")) == ("OPS", "ravi")
@@ -51,26 +60,84 @@ async def test_keeps_only_active_users(fake_jira: FakeJira, jira: JiraClient) ->
     assert [u.account_id for u in await jira.find_assignable_users("OPS", "ravi")] == ["acc-1"]
 
 
-async def test_creates_an_issue_and_links_to_it(
-    fake_jira: FakeJira, jira: JiraClient, check_issue_request: Callable[[Any], None]
-) -> None:
+async def test_creates_an_issue_and_links_to_it(fake_jira: FakeJira, jira: JiraClient) -> None:
     created = await jira.create_issue(_fields(assignee={"accountId": "acc-ravi"}))
 
     assert created == CreatedIssue(
         id="10001", key="OPS-1", self_url=f"{fake_jira.url}/rest/api/3/issue/10001"
     )
     assert jira.browse_url(created.key) == f"{fake_jira.url}/browse/OPS-1"
-    (request,) = fake_jira.requests
-    check_issue_request(request.json())
     assert fake_jira.issues[0]["assignee"] == {"accountId": "acc-ravi"}
 
 
+async def test_searches_by_jql_and_returns_the_keys_newest_first(
+    fake_jira: FakeJira, jira: JiraClient
+) -> None:
+    for _ in range(3):
+        fake_jira.add_issue({"summary": "s", "labels": ["oncall-incident-a1b2c3"]})
+    fake_jira.add_issue({"summary": "s", "labels": ["other"]})
+
+    keys = await jira.search_issue_keys(
+        'project = "OPS" AND labels = "oncall-incident-a1b2c3" ORDER BY created DESC', 2
+    )
+
+    assert keys == ["OPS-3", "OPS-2"]
+    assert fake_jira.requests[0].json() == {
+        "jql": 'project = "OPS" AND labels = "oncall-incident-a1b2c3" ORDER BY created DESC',
+        "maxResults": 2,
+        "fields": ["status"],
+    }
+
+
+async def test_comments_reassigns_and_transitions(fake_jira: FakeJira, jira: JiraClient) -> None:
+    key = fake_jira.add_issue({"summary": "s", "assignee": {"accountId": "acc-ravi"}})
+    comment = adf.doc(adf.paragraph(adf.text("Still failing.")))
+
+    await jira.add_comment(key, comment)
+    await jira.assign(key, "acc-alice")  # 204, no content
+    transitions = await jira.transitions(key)
+    await jira.transition(key, "31")
+
+    assert fake_jira.comments(key) == [comment]
+    assert fake_jira.issues[0]["assignee"] == {"accountId": "acc-alice"}
+    assert transitions == [Transition("21", "In Progress"), Transition("31", "Done")]
+    assert fake_jira.status(key) == "Done"
+    assert [(r.method, r.path) for r in fake_jira.requests] == [
+        ("POST", "/rest/api/3/issue/OPS-1/comment"),
+        ("PUT", "/rest/api/3/issue/OPS-1/assignee"),
+        ("GET", "/rest/api/3/issue/OPS-1/transitions"),
+        ("POST", "/rest/api/3/issue/OPS-1/transitions"),
+    ]
+
+
+async def test_a_transition_no_longer_offered_is_a_permanent_error(
+    fake_jira: FakeJira, jira: JiraClient
+) -> None:
+    key = fake_jira.add_issue({"summary": "s"}, status="Done")
+
+    with pytest.raises(JiraError) as raised:
+        await jira.transition(key, "31")
+
+    assert raised.value.status == 400 and not raised.value.transient
+    assert raised.value.message == "Transition id '31' is not valid for this issue."
+
+
+async def test_keys_are_escaped_in_paths(fake_jira: FakeJira, jira: JiraClient) -> None:
+    with pytest.raises(JiraError) as raised:
+        await jira.transitions("OPS-1/../../serverInfo")
+
+    assert raised.value.status == 404
+    assert fake_jira.requests[0].path == "/rest/api/3/issue/OPS-1%2F..%2F..%2FserverInfo/transitions"
+
+
+@pytest.mark.jira_invalid_requests
 async def test_error_collection_becomes_plain_words(fake_jira: FakeJira, jira: JiraClient) -> None:
     with pytest.raises(JiraError) as raised:
         await jira.create_issue(_fields(assignee={"name": "ravi"}, labels=["on call"]))
 
     error = raised.value
     assert error.status == 400 and not error.transient
+    assert set(error.field_errors) == {"assignee", "labels"}
     assert error.message == (
         "assignee: Specify the user by accountId; 'name' is not supported (removed from Jira Cloud APIs "
         "for GDPR).; labels: The label 'on call' contains spaces which is invalid."
@@ -154,7 +221,7 @@ async def test_a_500_on_create_is_transient_but_not_resent_at_once(
 async def test_a_500_on_a_lookup_is_retried(fake_jira: FakeJira, jira: JiraClient) -> None:
     fake_jira.fail_next(500)
 
-    assert len(await jira.find_assignable_users("OPS", "ravi")) == 1
+    assert len(await jira.find_assignable_users("OPS", "alice")) == 1
     assert len(fake_jira.requests) == 2
 
 
