@@ -33,8 +33,9 @@ log = logging.getLogger("oncall.alert_ingest")
 def credentials_from(ctx: ServiceContext) -> Credentials:
     s = ctx.settings
     return Credentials(
-        token=s.ingest_token.get_secret_value() if s.ingest_token else None,
-        basic_user=s.ingest_basic_user,
+        # An empty secret is no secret: treated as unset, never as "an empty header matches".
+        token=(s.ingest_token.get_secret_value() or None) if s.ingest_token else None,
+        basic_user=s.ingest_basic_user or None,
         basic_password=s.ingest_basic_password.get_secret_value() if s.ingest_basic_password else None,
         allow_anonymous=s.ingest_allow_anonymous,
     )

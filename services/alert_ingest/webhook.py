@@ -48,7 +48,7 @@ def check_credentials(authorization: str | None, creds: Credentials) -> Rejectio
         return Rejection(401, "no credentials are configured (INGEST_TOKEN or INGEST_BASIC_USER)")
     scheme, _, value = (authorization or "").partition(" ")
     value = value.strip()
-    if scheme.lower() == "bearer" and creds.token is not None and _same(value, creds.token):
+    if scheme.lower() == "bearer" and creds.token and value and _same(value, creds.token):
         return None
     if scheme.lower() == "basic" and creds.basic_user is not None:
         try:

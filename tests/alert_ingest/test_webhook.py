@@ -78,6 +78,12 @@ def test_bearer_or_basic_credentials_as_alertmanager_sends_them() -> None:
     assert both.challenge == 'Bearer realm="oncall", Basic realm="oncall"'
 
 
+def test_an_empty_bearer_never_matches() -> None:
+    for header in ("Bearer", "Bearer ", "Bearer  "):
+        refused = check_credentials(header, Credentials(token="s3cret"))
+        assert refused is not None and refused.status == 401
+
+
 def test_without_credentials_only_anonymous_mode_lets_webhooks_in() -> None:
     assert check_credentials(None, Credentials(allow_anonymous=True)) is None
     refused = check_credentials("Bearer anything", Credentials())
