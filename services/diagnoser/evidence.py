@@ -22,10 +22,11 @@ class Evidence:
     logs: EvidenceItem
     error_rate: EvidenceItem
     code: EvidenceItem | None
+    commits: EvidenceItem | None = None
 
     @property
     def items(self) -> list[EvidenceItem]:
-        return [item for item in (self.logs, self.error_rate, self.code) if item is not None]
+        return [item for item in (self.logs, self.error_rate, self.code, self.commits) if item is not None]
 
 
 def top_frame(logs: ToolResult) -> dict[str, Any] | None:
@@ -39,25 +40,43 @@ def top_frame(logs: ToolResult) -> dict[str, Any] | None:
 
 
 async def gather_evidence(caller: ToolCaller, group: AlertGroup, incident_id: str) -> Evidence:
+    """Logs (around the alert's start, narrowed by its labels) and the error rate in parallel;
+    then, for the top stack frame, its code and the recent commits touching it, in parallel."""
     service = group.service
-    logs_args: dict[str, Any] = {"service": service}
+    logs_args: dict[str, Any] = {"service": service, "labels": group.common_labels}
+    started = group.earliest_start()
+    if started is not None:
+        logs_args["starts_at"] = started.isoformat()
     rate_args: dict[str, Any] = {"service": service}
     logs, rate = await asyncio.gather(
         caller.call(tools.FETCH_LOGS.name, logs_args, incident_id),
         caller.call(tools.COMPUTE_ERROR_RATE.name, rate_args, incident_id),
     )
-    code: EvidenceItem | None = None
+    evidence = Evidence(
+        logs=EvidenceItem(tools.FETCH_LOGS.name, logs_args, logs),
+        error_rate=EvidenceItem(tools.COMPUTE_ERROR_RATE.name, rate_args, rate),
+        code=None,
+    )
     frame = top_frame(logs)
     if frame is not None:
         code_args: dict[str, Any] = {"file_path": frame["file"], "line": frame.get("line")}
-        code = EvidenceItem(
-            tools.FETCH_CODE.name, code_args, await caller.call(tools.FETCH_CODE.name, code_args, incident_id)
+        commits_args: dict[str, Any] = {"path": frame["file"], "limit": 5}
+        code, commits = await asyncio.gather(
+            caller.call(tools.FETCH_CODE.name, code_args, incident_id),
+            caller.call(tools.RECENT_COMMITS.name, commits_args, incident_id),
         )
-    return Evidence(
-        logs=EvidenceItem(tools.FETCH_LOGS.name, logs_args, logs),
-        error_rate=EvidenceItem(tools.COMPUTE_ERROR_RATE.name, rate_args, rate),
-        code=code,
-    )
+        evidence.code = EvidenceItem(tools.FETCH_CODE.name, code_args, code)
+        evidence.commits = EvidenceItem(tools.RECENT_COMMITS.name, commits_args, commits)
+    return evidence
+
+
+def latest_commit(evidence: Evidence) -> dict[str, Any] | None:
+    """The newest commit that touched the failing file, when the history could be read."""
+    if evidence.commits is None or not evidence.commits.result.ok:
+        return None
+    data = evidence.commits.result.data
+    commits = data.get("commits") if isinstance(data, dict) else None
+    return commits[0] if commits and isinstance(commits[0], dict) else None
 
 
 def result_for_model(result: ToolResult, max_chars: int) -> str:

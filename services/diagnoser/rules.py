@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.contracts.models import AlertGroup, Diagnosis, Priority
-from services.diagnoser.evidence import Evidence, error_rate_of, top_frame
+from services.diagnoser.evidence import Evidence, error_rate_of, latest_commit, top_frame
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,10 @@ FAILURE_CLASSES = (
     ),
     FailureClass(
         "missing key",
-        re.compile(r"KeyError|NoSuchElementException|key not found", re.I),
+        re.compile(
+            r"KeyError|KeyNotFound|NoSuchElementException|key not found|was not present in the dictionary",
+            re.I,
+        ),
         "the code reads a key that is not in the map/dict",
         "Use a lookup with a default (dict.get) or validate the input before reading the key.",
     ),
@@ -154,13 +157,20 @@ def rule_based_diagnosis(group: AlertGroup, evidence: Evidence) -> Diagnosis:
     fix = failure.fix if failure else "Inspect the failing code path and the most recent changes to it."
     if code_line and where:
         fix = f"{fix} Faulty statement at {where}: `{code_line}`"
+    commit = latest_commit(evidence)
+    if commit:
+        change = f"{commit.get('sha', '')} by {commit.get('author', '?')} on {commit.get('date', '?')}"
+        evidence_lines.append(f"last change to {affected_file}: {change}: {commit.get('title', '')}")
     next_steps = []
     if where:
         next_steps.append(f"Open {where} and reproduce with the failing input")
-    next_steps += [
-        "Check whether a recent deploy or config change touched this path; roll back if so",
-        "Watch the error rate after the fix (reply `status`)",
-    ]
+    if commit:
+        next_steps.append(
+            f"Review commit {commit.get('sha', '')} ({commit.get('title', '')}); revert it if it broke this"
+        )
+    else:
+        next_steps.append("Check whether a recent deploy or config change touched this path; roll back if so")
+    next_steps.append("Watch the error rate after the fix (reply `status`)")
     return Diagnosis(
         root_cause=root_cause,
         affected_file=affected_file,

@@ -94,8 +94,11 @@ class EmbeddedNats:
         ports_file = ports_dir / f"nats-server_{self._proc.pid}.ports"
         while time.monotonic() < deadline:
             if ports_file.exists():
-                ports = json.loads(ports_file.read_text())
-                return str(ports["nats"][0])
+                try:
+                    ports = json.loads(ports_file.read_text())
+                    return str(ports["nats"][0])
+                except (ValueError, KeyError, IndexError):
+                    pass  # caught while the server was still writing it
             time.sleep(0.005)
         raise NatsServerError("nats-server did not write its ports file")
 

@@ -9,6 +9,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
+# The seed's error-rate queries; `{selector}` -> `{service="X"}`, `{matchers}` -> `service="X"`.
+DEFAULT_ERRORS_QUERY = "sum(rate(http_errors_total{selector}[1m]))"
+DEFAULT_REQUESTS_QUERY = "sum(rate(http_requests_total{selector}[1m]))"
+
 
 def normalize_phone(raw: str) -> str:
     """`whatsapp:+E164` or `+E164` -> `+E164`; raises ValueError on anything else."""
@@ -51,7 +55,10 @@ class Settings(BaseSettings):
     github_api_url: str = Field(default="https://api.github.com", alias="GITHUB_API_URL")
     code_dir: Path | None = Field(default=None, alias="CODE_DIR")
     tool_timeout_seconds: float = Field(default=10.0, alias="ONCALL_TOOL_TIMEOUT_SECONDS")
-    tool_max_workers: int = Field(default=32, ge=1, alias="ONCALL_TOOL_MAX_WORKERS")
+    tool_max_workers: int = Field(default=64, ge=1, alias="ONCALL_TOOL_MAX_WORKERS")
+    tool_max_tokens: int = Field(default=2000, ge=200, alias="ONCALL_TOOL_MAX_TOKENS")
+    prom_errors_query: str = Field(default=DEFAULT_ERRORS_QUERY, alias="ONCALL_PROM_ERRORS_QUERY")
+    prom_requests_query: str = Field(default=DEFAULT_REQUESTS_QUERY, alias="ONCALL_PROM_REQUESTS_QUERY")
 
     # diagnoser
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")

@@ -10,9 +10,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from pydantic import BaseModel, ValidationError
 
@@ -22,10 +24,15 @@ from services.contracts.tools import ToolSpec
 from services.runtime import metrics
 from services.runtime.service import ServiceContext, ServiceParts
 from services.runtime.settings import Settings
+from services.tools.commits import CommitSource, recent_commits
+from services.tools.error_rate import RateQueries, error_rate
 from services.tools.errors import BackendError
-from services.tools.github import CodeClient, CodeSource, GitHubContents, LocalCheckout
-from services.tools.logs import LogsClient, fetch_logs
+from services.tools.git import LocalGit
+from services.tools.github import CodeClient, CodeSource, GitHubClient, LocalCheckout
+from services.tools.logs import LogsClient, LogSource, fetch_logs
+from services.tools.loki import LokiClient
 from services.tools.prometheus import PrometheusClient
+from services.tools.prometheus_query import query_prometheus
 
 log = logging.getLogger("oncall.tools")
 
@@ -46,50 +53,81 @@ def wire(ctx: ServiceContext) -> ServiceParts:
     runners = make_runners(settings, http)
     for spec in tools.READ_TOOLS:
         missing = _not_configured(f"{spec.name} is not implemented by this tools service")
-        _respond(ctx, spec, runners.get(spec.name, missing))
+        serve_tool(ctx.broker, spec, runners.get(spec.name, missing), settings)
     return ServiceParts(routes=[], on_start=[], on_stop=[http.aclose])
 
 
-def make_runners(settings: Settings, http: httpx.AsyncClient) -> dict[str, Runner]:
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_runners(
+    settings: Settings, http: httpx.AsyncClient, clock: Callable[[], datetime] = _utc_now
+) -> dict[str, Runner]:
     """Each tool's implementation, given its validated args model; unset backends answer not_configured."""
+    budget = settings.tool_max_tokens
     runners: dict[str, Runner] = {}
-    if settings.lb_url:
-        logs = LogsClient(settings.lb_url, http)
-        cap = tools.FETCH_LOGS.max_output_chars
-        runners[tools.FETCH_LOGS.name] = lambda args: fetch_logs(logs, args, cap)
+    sources = log_sources(settings, http)
+    if sources:
+        runners[tools.FETCH_LOGS.name] = lambda args: fetch_logs(sources, args, budget, clock())
     else:
-        runners[tools.FETCH_LOGS.name] = _not_configured("LB_URL is not set, so there is no log source")
+        runners[tools.FETCH_LOGS.name] = _not_configured("neither LB_URL nor LOKI_URL is set: no log source")
     if settings.prom_url:
-        prometheus = PrometheusClient(settings.prom_url, http)
-        runners[tools.COMPUTE_ERROR_RATE.name] = lambda args: prometheus.error_rate(args.service)
+        prometheus = PrometheusClient(settings.prom_url, http, settings.tool_timeout_seconds)
+        templates = RateQueries(settings.prom_errors_query, settings.prom_requests_query)
+        runners[tools.COMPUTE_ERROR_RATE.name] = lambda a: error_rate(
+            prometheus, templates, a.service, clock()
+        )
+        runners[tools.QUERY_PROMETHEUS.name] = lambda a: query_prometheus(prometheus, a, budget, clock())
     else:
         runners[tools.COMPUTE_ERROR_RATE.name] = _not_configured("PROM_URL is not set")
+        runners[tools.QUERY_PROMETHEUS.name] = _not_configured("PROM_URL is not set")
+    no_code = "no code source: set CODE_DIR, or GITHUB_OWNER and GITHUB_REPO (and GITHUB_TOKEN if private)"
     source = code_source(settings, http)
     if source is not None:
         code = CodeClient(source, tools.FETCH_CODE.max_output_chars)
         runners[tools.FETCH_CODE.name] = lambda a: code.fetch(a.file_path, a.line, a.context_lines)
     else:
-        runners[tools.FETCH_CODE.name] = _not_configured(
-            "no code source: set CODE_DIR, or GITHUB_OWNER and GITHUB_REPO (and GITHUB_TOKEN if private)"
-        )
+        runners[tools.FETCH_CODE.name] = _not_configured(no_code)
+    history = commit_source(settings, http)
+    if history is not None:
+        runners[tools.RECENT_COMMITS.name] = lambda a: recent_commits(history, a, budget, clock())
+    else:
+        runners[tools.RECENT_COMMITS.name] = _not_configured(no_code)
     return runners
+
+
+def log_sources(settings: Settings, http: httpx.AsyncClient) -> dict[str, LogSource]:
+    """Both when both are set: fetch_logs asks them at once and merges their lines."""
+    sources: dict[str, LogSource] = {}
+    if settings.lb_url:
+        sources["lb"] = LogsClient(settings.lb_url, http)
+    if settings.loki_url:
+        sources["loki"] = LokiClient(settings.loki_url, http)
+    return sources
+
+
+def _github(settings: Settings, http: httpx.AsyncClient) -> GitHubClient | None:
+    if not (settings.github_owner and settings.github_repo):
+        return None
+    token = settings.github_token.get_secret_value() if settings.github_token else None
+    return GitHubClient(
+        http, settings.github_api_url, settings.github_owner, settings.github_repo, settings.github_ref, token
+    )
 
 
 def code_source(settings: Settings, http: httpx.AsyncClient) -> CodeSource | None:
     """CODE_DIR wins when both are set: it is the explicit local choice (and needs no network)."""
     if settings.code_dir is not None:
         return LocalCheckout(settings.code_dir)
-    if settings.github_owner and settings.github_repo:
-        token = settings.github_token.get_secret_value() if settings.github_token else None
-        return GitHubContents(
-            http,
-            settings.github_api_url,
-            settings.github_owner,
-            settings.github_repo,
-            settings.github_ref,
-            token,
-        )
-    return None
+    return _github(settings, http)
+
+
+def commit_source(settings: Settings, http: httpx.AsyncClient) -> CommitSource | None:
+    """The same choice as `code_source`: the history of the code fetch_code reads."""
+    if settings.code_dir is not None:
+        return LocalGit(settings.code_dir, settings.tool_timeout_seconds)
+    return _github(settings, http)
 
 
 def _not_configured(reason: str) -> Runner:
@@ -99,15 +137,18 @@ def _not_configured(reason: str) -> Runner:
     return run
 
 
-def _respond(ctx: ServiceContext, spec: ToolSpec, run: Runner) -> None:
-    @ctx.broker.subscriber(
+def serve_tool(broker: NatsBroker, spec: ToolSpec, run: Runner, settings: Settings) -> None:
+    """A core-NATS responder in the shared queue group: replicas split the requests, and each
+    serves up to `tool_max_workers` of them at once."""
+
+    @broker.subscriber(
         spec.subject,
         queue=subjects.TOOLS_QUEUE,
-        max_workers=ctx.settings.tool_max_workers,
+        max_workers=settings.tool_max_workers,
         title=f"tools.{spec.name}",
     )
     async def respond(msg: NatsMessage) -> ToolResult:
-        return await answer(spec, run, msg.body, ctx.settings.tool_timeout_seconds)
+        return await answer(spec, run, msg.body, settings.tool_timeout_seconds)
 
 
 async def answer(spec: ToolSpec, run: Runner, body: bytes, time_limit: float) -> ToolResult:
@@ -128,7 +169,8 @@ async def _outcome(spec: ToolSpec, run: Runner, body: bytes, time_limit: float) 
         return ToolResult.failure(spec.name, "bad_request", message)
     try:
         args = parse_args(spec, request.args)
-        data = await asyncio.wait_for(run(args), time_limit)
+        async with asyncio.timeout(time_limit):  # no extra task per call, unlike wait_for
+            data = await run(args)
     except BackendError as exc:
         log.warning("%s failed (%s), incident %s: %s", spec.name, exc.kind, request.incident_id, exc.message)
         return ToolResult.failure(spec.name, exc.kind, exc.message, exc.retry_after)

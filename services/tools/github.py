@@ -6,23 +6,27 @@ import asyncio
 import base64
 import binascii
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
 
+from services.tools.commits import CommitPage, commit_title
 from services.tools.errors import BackendError, get, json_body, retry_after_seconds, status_error
-from services.tools.log_compression import redact
+from services.tools.paths import candidate_paths
+from services.tools.redaction import redact
+from services.tools.times import iso
 
 GITHUB = "GitHub"
-# A stack-frame path carries the container's prefix (/app/, /usr/src/app/): drop leading
-# components until a file is found, at most this many tries (each one a request on GitHub).
-MAX_PATH_ATTEMPTS = 4
 MAX_LINE_CHARS = 300
-MAX_FILE_BYTES = 1024 * 1024  # the contents API's JSON tier; larger files are not source we read
+# Up to 1 MB the contents API sends the file in its JSON; up to 100 MB only as the raw media
+# type. Past 10 MB a file is generated or data, not code a person changed: not read.
+MAX_FILE_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_CHARS = 12_000
 API_VERSION = "2022-11-28"
+RAW_MEDIA_TYPE = "application/vnd.github.raw+json"
 
 
 class CodeSource(Protocol):
@@ -32,24 +36,6 @@ class CodeSource(Protocol):
     label: str
 
     async def read(self, path: str) -> str | None: ...
-
-
-def candidate_paths(file_path: str) -> list[str]:
-    """Repository-relative paths to try for `file_path`, the path as given first.
-
-    Leading `/`, `./` and a Windows drive are dropped; `..` anywhere is refused, so every
-    candidate stays inside the repository.
-    """
-    if "\x00" in file_path:
-        raise BackendError("bad_request", "file_path contains a NUL character")
-    parts = [p for p in file_path.strip().replace("\\", "/").split("/") if p not in ("", ".")]
-    if parts and len(parts[0]) == 2 and parts[0][1] == ":":
-        parts = parts[1:]  # C: from a Windows stack frame
-    if ".." in parts:
-        raise BackendError("bad_request", f"file_path {file_path!r} must not contain '..'")
-    if not parts:
-        raise BackendError("bad_request", f"file_path {file_path!r} names no file")
-    return ["/".join(parts[i:]) for i in range(min(len(parts), MAX_PATH_ATTEMPTS))]
 
 
 def numbered_window(text: str, line: int | None, context_lines: int, max_chars: int) -> dict[str, Any]:
@@ -128,28 +114,89 @@ class LocalCheckout:
         return target.read_text(encoding="utf-8", errors="replace")
 
 
-class GitHubContents:
-    """`GET {api}/repos/{owner}/{repo}/contents/{path}?ref=`; base64 content with line breaks."""
+class GitHubClient:
+    """One repository at one ref: file contents (`/contents/{path}`) and history (`/commits`)."""
 
     def __init__(
         self, http: httpx.AsyncClient, api_url: str, owner: str, repo: str, ref: str, token: str | None
     ) -> None:
         self.http = http
-        self.api_url = api_url.rstrip("/")
-        self.owner, self.repo, self.ref = owner, repo, ref
+        self.repo_url = f"{api_url.rstrip('/')}/repos/{owner}/{repo}"
+        self.ref = ref
         self.label = f"{owner}/{repo}@{ref}"
         self.headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
 
     async def read(self, path: str) -> str | None:
-        url = f"{self.api_url}/repos/{self.owner}/{self.repo}/contents/{quote(path)}"
+        url = f"{self.repo_url}/contents/{quote(path)}"
         response = await get(self.http, GITHUB, url, params={"ref": self.ref}, headers=self.headers)
         if response.status_code == 404:
             return None  # also what a private repository answers without a valid token
         if not response.is_success:
             raise github_error(response)
-        return decode_contents(path, json_body(GITHUB, response))
+        body = json_body(GITHUB, response)
+        if needs_raw(body):
+            return await self._read_raw(url, path, body.get("size"))
+        return decode_contents(path, body)
+
+    async def _read_raw(self, url: str, path: str, size: Any) -> str:
+        """Files past the JSON tier come only as the raw media type."""
+        if isinstance(size, int) and size > MAX_FILE_BYTES:
+            raise BackendError("bad_request", f"{path} is {size} bytes, more than the {MAX_FILE_BYTES} read")
+        headers = {**self.headers, "Accept": RAW_MEDIA_TYPE}
+        response = await get(self.http, GITHUB, url, params={"ref": self.ref}, headers=headers)
+        if not response.is_success:
+            raise github_error(response)
+        return response.content.decode("utf-8", errors="replace")
+
+    async def commits(
+        self, path: str | None, since: datetime, until: datetime | None, limit: int
+    ) -> CommitPage:
+        """`GET /commits?sha=&path=&since=&until=&per_page=`: newest first, one page."""
+        params: dict[str, Any] = {"sha": self.ref, "since": iso(since), "per_page": limit}
+        if path:
+            params["path"] = path
+        if until:
+            params["until"] = iso(until)
+        response = await get(
+            self.http, GITHUB, f"{self.repo_url}/commits", params=params, headers=self.headers
+        )
+        if response.status_code == 409:
+            return CommitPage([], more=False)  # "Git Repository is empty."
+        if response.status_code == 404:
+            raise BackendError(
+                "not_found", f"no repository or ref {self.label} (or GITHUB_TOKEN cannot see it)"
+            )
+        if not response.is_success:
+            raise github_error(response)
+        body = json_body(GITHUB, response)
+        if not isinstance(body, list):
+            raise BackendError(
+                "unavailable", f"GitHub answered a {type(body).__name__}, expected a list of commits"
+            )
+        more = 'rel="next"' in response.headers.get("link", "")
+        return CommitPage([commit_summary(item) for item in body if isinstance(item, dict)], more)
+
+
+def needs_raw(body: Any) -> bool:
+    """A file of the 1-100 MB tier: JSON without content (`encoding` "none")."""
+    return isinstance(body, dict) and body.get("type") == "file" and body.get("encoding") == "none"
+
+
+def commit_summary(item: dict[str, Any]) -> dict[str, Any]:
+    """Who, when, why: a commits-API item cut to what a diagnosis quotes."""
+    commit = item.get("commit") or {}
+    author = commit.get("author") or {}
+    login = (item.get("author") or {}).get("login")
+    name = author.get("name") or login or "?"
+    return {
+        "sha": str(item.get("sha", ""))[:12],
+        "author": f"{name} (@{login})" if login and login != name else name,
+        "date": (commit.get("committer") or author).get("date"),
+        "title": commit_title(str(commit.get("message", ""))),
+        "url": item.get("html_url"),
+    }
 
 
 def decode_contents(path: str, body: Any) -> str:
@@ -159,8 +206,9 @@ def decode_contents(path: str, body: Any) -> str:
         kind = body.get("type") if isinstance(body, dict) else type(body).__name__
         raise BackendError("bad_request", f"{path} is a {kind}, not a file")
     if body.get("encoding") != "base64":
-        size = body.get("size")
-        raise BackendError("bad_request", f"{path} is too large for the contents API ({size} bytes)")
+        raise BackendError(
+            "unavailable", f"GitHub sent {path} in an unknown encoding {body.get('encoding')!r}"
+        )
     try:
         raw = base64.b64decode(body.get("content", ""))  # the default decoder skips the line breaks
     except (binascii.Error, ValueError) as exc:

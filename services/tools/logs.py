@@ -1,12 +1,14 @@
-"""The load balancer's recent logs (`GET {LB_URL}/logs/tail`), filtered and compressed for fetch_logs."""
+"""The fetch_logs tool: lines from the load balancer (`GET {LB_URL}/logs/tail`) and/or Loki,
+filtered by service, level and time, compressed to the token budget."""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import math
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
 
 import httpx
 from pydantic import ValidationError
@@ -19,13 +21,24 @@ from services.tools.log_compression import (
     compress_logs,
     level_rank,
     merge_continuations,
+    size_in_tokens,
 )
+from services.tools.log_query import LogQuery, log_query
+from services.tools.times import iso, parse_timestamp
 
 SYSTEM = "the load balancer (LB_URL)"
 # When a filter matches nothing, name this many of the services that were there, so the
 # model can correct a misspelt service name.
 MAX_SERVICES_SEEN = 20
 _REPLICA_SUFFIX = re.compile(r"-\d+$")
+
+SourceLines = tuple[list[LogEntry], dict[str, Any]]
+
+
+class LogSource(Protocol):
+    async def lines(self, query: LogQuery) -> SourceLines:
+        """The lines of the query's window, oldest first, and what was asked (for the result)."""
+        ...
 
 
 class LogsClient:
@@ -48,6 +61,14 @@ class LogsClient:
             raise BackendError("unavailable", f"{SYSTEM} answered a {kind}, expected a list of lines")
         return list(_parse_entries(body))
 
+    async def lines(self, query: LogQuery) -> SourceLines:
+        """The tail reaches back to the window's start; lines after its end are cut here."""
+        seconds = max(1, math.ceil((query.now - query.start).total_seconds()))
+        entries = await self.tail(seconds, query.limit)
+        if query.anchored:
+            entries = [e for e in entries if within(e, query.start, query.end)]
+        return entries, {"seconds": seconds}
+
 
 def _parse_entries(items: list[Any]) -> Iterable[LogEntry]:
     for item in items:
@@ -55,6 +76,12 @@ def _parse_entries(items: list[Any]) -> Iterable[LogEntry]:
             yield LogEntry.model_validate(item)
         except ValidationError:
             continue  # one odd line must not cost the whole investigation
+
+
+def within(entry: LogEntry, start: datetime, end: datetime) -> bool:
+    """In [start, end]; a line whose time cannot be read is kept rather than silently lost."""
+    moment = parse_timestamp(entry.timestamp)
+    return moment is None or start <= moment <= end
 
 
 def service_matches(entry_service: str, wanted: str) -> bool:
@@ -81,22 +108,86 @@ def filter_entries(entries: list[LogEntry], service: str | None, level: str | No
     return [e for e in merge_continuations(entries) if (level_rank(e.level) or 0) >= minimum]
 
 
-async def fetch_logs(client: LogsClient, args: FetchLogsArgs, max_chars: int) -> dict[str, Any]:
-    """The fetch_logs tool: tail, filter, compress; `query` says what was asked and scanned."""
+def _line_key(entry: LogEntry) -> tuple[datetime | str | None, str]:
+    # Not the service: the load balancer names replicas (checkout-1), Loki the stream (checkout).
+    return parse_timestamp(entry.timestamp) or entry.timestamp, entry.message
+
+
+def merge_sources(batches: Sequence[list[LogEntry]]) -> list[LogEntry]:
+    """One time-ordered list from several sources; a line an earlier source already had is
+    dropped (repeats within one source are real repeats and stay)."""
+    if len(batches) == 1:
+        return batches[0]
+    merged = list(batches[0])
+    for batch in batches[1:]:
+        seen = {_line_key(entry) for entry in merged}
+        merged += [entry for entry in batch if _line_key(entry) not in seen]
+    seconds = [moment.timestamp() if (moment := parse_timestamp(e.timestamp)) else 0.0 for e in merged]
+    order = sorted(range(len(merged)), key=seconds.__getitem__)
+    return [merged[i] for i in order]  # sorted() is stable: a source's own order survives ties
+
+
+async def gather_lines(
+    sources: Mapping[str, LogSource], query: LogQuery
+) -> tuple[list[LogEntry], dict[str, Any]]:
+    """All sources at once. One failing is reported beside the others' lines; all failing is the error."""
+    outcomes = await asyncio.gather(*(s.lines(query) for s in sources.values()), return_exceptions=True)
+    batches: list[list[LogEntry]] = []
+    asked: dict[str, Any] = {}
+    failures: dict[str, BackendError] = {}
+    for name, outcome in zip(sources, outcomes, strict=True):
+        if isinstance(outcome, BackendError):
+            failures[name] = outcome
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        else:
+            batches.append(outcome[0])
+            asked[name] = {**outcome[1], "lines": len(outcome[0])}
+    if not batches:
+        first = next(iter(failures.values()))
+        if len(failures) == 1:
+            raise first
+        message = "; ".join(f"{name}: {error.message}" for name, error in failures.items())
+        raise BackendError(first.kind, message, first.retry_after)
+    if failures:
+        asked["failed"] = {name: error.message for name, error in failures.items()}
+    return merge_sources(batches), asked
+
+
+async def fetch_logs(
+    sources: Mapping[str, LogSource], args: FetchLogsArgs, max_tokens: int, now: datetime
+) -> dict[str, Any]:
+    """The fetch_logs tool: gather, filter, compress; `query` says what was asked and scanned."""
     if args.level:
         check_level(args.level)  # before the request: a typo should not cost a round trip
-    entries = await client.tail(args.seconds, args.limit)
+    window = log_query(args, now)
+    entries, asked = await gather_lines(sources, window)
+    fallback_note = None
+    if window.anchored and not entries:
+        # Diagnosed long after the alert started (a replay, a late re-send): the sources keep no
+        # lines that old, but the recent ones still tell the current story.
+        recent = log_query(args.model_copy(update={"starts_at": None}), now)
+        entries, asked = await gather_lines(sources, recent)
+        fallback_note = (
+            f"no lines around the alert's start ({iso(window.start)} to {iso(window.end)}); "
+            f"these are the last {args.seconds} s instead"
+        )
     matched = filter_entries(entries, args.service, args.level)
     query: dict[str, Any] = {
         "service": args.service,
         "level": args.level,
         "seconds": args.seconds,
         "lines_scanned": len(entries),
+        "sources": asked,
     }
+    if window.anchored:
+        query["window"] = {"start": iso(window.start), "end": iso(window.end)}
+    if fallback_note:
+        query["note"] = fallback_note
     if not matched and entries:
         query["services_seen"] = sorted({e.service for e in entries})[:MAX_SERVICES_SEEN]
-    budget = max_chars - len(json.dumps(query)) - len(', "query": ')
+    reserved = size_in_tokens({"query": query})
     # ~40 ms of regex work per 1000 lines: off the event loop, so other requests keep flowing.
-    result = await asyncio.to_thread(compress_logs, matched, budget)
+    result = await asyncio.to_thread(compress_logs, matched, max_tokens, window.alert_start, reserved)
     result["query"] = query
     return result

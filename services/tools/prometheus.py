@@ -1,26 +1,21 @@
-"""Prometheus HTTP API (`GET {PROM_URL}/api/v1/query`): instant queries and the error rate."""
+"""Prometheus HTTP API (`GET {PROM_URL}/api/v1/query` and `/query_range`): read-only queries."""
 
 from __future__ import annotations
 
-import asyncio
 import math
-from typing import Any, Final
+from datetime import datetime
+from typing import Any
 
 import httpx
 
 from services.tools.errors import BackendError, get, short_detail, status_error
 
 SYSTEM = "Prometheus (PROM_URL)"
-# The seed's queries; `{selector}` is `{service="X"}` or empty for all services.
-ERRORS_QUERY: Final = "sum(rate(http_errors_total{selector}[1m]))"
-REQUESTS_QUERY: Final = "sum(rate(http_requests_total{selector}[1m]))"
 
 
-def selector(service: str | None) -> str:
-    if not service:
-        return ""
-    escaped = service.replace("\\", "\\\\").replace('"', '\\"')  # PromQL string literal escaping
-    return f'{{service="{escaped}"}}'
+def string_literal(value: str) -> str:
+    """A PromQL string literal: `we"ird` -> `"we\\"ird"`."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def sample_value(data: dict[str, Any]) -> float | None:
@@ -39,20 +34,47 @@ def sample_value(data: dict[str, Any]) -> float | None:
         raise BackendError("bad_request", message)
     else:
         sample = result[0].get("value")
+    value = parse_sample(sample)
+    return value if value is not None and math.isfinite(value) else None
+
+
+def parse_sample(sample: Any) -> float | None:
+    """`[timestamp, "1.5"]` -> 1.5 (NaN and infinities included: Prometheus spells them out)."""
     try:
-        value = float(sample[1])
+        return float(sample[1])
     except (TypeError, ValueError, IndexError) as exc:
         raise BackendError("unavailable", f"{SYSTEM} answered an unreadable sample: {sample!r}") from exc
-    return value if math.isfinite(value) else None
 
 
 class PrometheusClient:
-    def __init__(self, base_url: str, http: httpx.AsyncClient) -> None:
+    """Instant and range queries; `timeout_seconds` is also sent to Prometheus so that it stops
+    evaluating a query nobody waits for any more."""
+
+    def __init__(self, base_url: str, http: httpx.AsyncClient, timeout_seconds: float | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.http = http
+        self.timeout_seconds = timeout_seconds
 
-    async def instant(self, query: str) -> float | None:
-        response = await get(self.http, SYSTEM, f"{self.base_url}/api/v1/query", params={"query": query})
+    async def query(self, expr: str, at: datetime | None = None) -> dict[str, Any]:
+        """`data` of an instant query, evaluated now or `at`."""
+        params: dict[str, Any] = {"query": expr}
+        if at is not None:
+            params["time"] = f"{at.timestamp():.3f}"
+        return await self._data("query", params)
+
+    async def query_range(self, expr: str, start: datetime, end: datetime, step: float) -> dict[str, Any]:
+        """`data` of a range query: a matrix with a point every `step` seconds from `start`."""
+        params = {"query": expr, "start": f"{start.timestamp():.3f}", "end": f"{end.timestamp():.3f}"}
+        return await self._data("query_range", {**params, "step": f"{step:g}"})
+
+    async def instant(self, expr: str) -> float | None:
+        """The single number an aggregated instant query gives now; None for no data."""
+        return sample_value(await self.query(expr))
+
+    async def _data(self, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
+        if self.timeout_seconds:
+            params["timeout"] = f"{self.timeout_seconds:g}s"
+        response = await get(self.http, SYSTEM, f"{self.base_url}/api/v1/{endpoint}", params=params)
         try:
             body = response.json()
         except ValueError:
@@ -63,13 +85,10 @@ class PrometheusClient:
             raise status_error(SYSTEM, response)
         if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
             raise BackendError("unavailable", f"{SYSTEM} answered unexpected data: {short_detail(response)}")
-        return sample_value(body["data"])
-
-    async def error_rate(self, service: str | None) -> dict[str, Any]:
-        """Errors and requests per second over the last minute, and their ratio."""
-        queries = [template.format(selector=selector(service)) for template in (ERRORS_QUERY, REQUESTS_QUERY)]
-        errors, requests = await asyncio.gather(*(self.instant(q) for q in queries))
-        return error_rate_result(service, errors, requests, queries)
+        data: dict[str, Any] = body["data"]
+        if body.get("warnings"):
+            data = {**data, "warnings": body["warnings"]}
+        return data
 
 
 def _query_error(response: httpx.Response, body: dict[str, Any]) -> BackendError:
@@ -81,25 +100,3 @@ def _query_error(response: httpx.Response, body: dict[str, Any]) -> BackendError
     if response.status_code >= 500 or kind in ("canceled", "internal", "unavailable"):
         return BackendError("unavailable", message)
     return BackendError("bad_request", message)
-
-
-def error_rate_result(
-    service: str | None, errors: float | None, requests: float | None, queries: list[str]
-) -> dict[str, Any]:
-    """A counter that never moved may have no series yet: no errors series with traffic is 0%.
-    No traffic leaves the rate undefined (None), never a division by zero."""
-    rate: float | None = None
-    note = None
-    if requests is None or requests <= 0:
-        note = "no requests in the last minute (or no such series): the error rate is undefined"
-    else:
-        rate = (errors or 0.0) / requests
-    return {
-        "service": service,
-        "errors_per_second": errors,
-        "requests_per_second": requests,
-        "error_rate": rate,
-        "error_rate_percent": None if rate is None else round(rate * 100, 2),
-        "queries": queries,
-        "note": note,
-    }

@@ -37,7 +37,7 @@ class SettingInfo:
 @functools.cache
 def settings_classes() -> tuple[type[Settings], ...]:
     """`Settings` and every subclass a service declares (services add fields ahead of
-    `Settings`, e.g. `services/tools/settings.py`): all modules are imported to find them."""
+    `Settings`, e.g. a service-local subclass): all modules are imported to find them."""
     for module in pkgutil.walk_packages(services.__path__, "services."):
         if "demo_assets" not in module.name:
             importlib.import_module(module.name)

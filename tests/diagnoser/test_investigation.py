@@ -88,12 +88,20 @@ async def test_evidence_is_gathered_before_the_model_and_it_concludes_in_one_cal
     assert event["diagnosis"]["method"] == "model" and event["diagnosis"]["line"] == 31
     assert len(model.chat_requests) == 1
     tool_results = [m for m in first["messages"] if m["role"] == "tool"]
-    assert len(tool_results) == 3
-    # logs and error rate in parallel, then the code of the top frame
-    logs, rate, code = harness.tools.calls
-    assert (logs.tool, rate.tool, code.tool) == ("fetch_logs", "compute_error_rate", "fetch_code_from_github")
+    assert len(tool_results) == 4
+    # logs and error rate in parallel, then the code of the top frame and its recent commits
+    logs, rate, *frame_calls = harness.tools.calls
+    assert (logs.tool, rate.tool) == ("fetch_logs", "compute_error_rate")
+    assert (
+        logs.args["starts_at"].startswith("2026-11-24T06:02:41")
+        and logs.args["labels"]["service"] == "checkout"
+    )
     assert logs.started < rate.finished and rate.started < logs.finished
+    code = next(c for c in frame_calls if c.tool == "fetch_code_from_github")
+    commits = next(c for c in frame_calls if c.tool == "recent_commits")
     assert code.args["file_path"].endswith("checkout/payments.py") and code.args["line"] == 31
+    assert commits.args["path"] == code.args["file_path"]
+    assert code.started < commits.finished and commits.started < code.finished
 
 
 async def test_parallel_tool_calls_of_the_model_are_all_in_flight_at_once(harness: Harness) -> None:
@@ -111,7 +119,7 @@ async def test_parallel_tool_calls_of_the_model_are_all_in_flight_at_once(harnes
     ]
     with FakeOpenAI(script) as model:
         await harness.diagnoser(model).on_alert_firing(alert_group(incident_id="inv002"))
-    later = harness.tools.calls[3:]
+    later = harness.tools.calls[4:]
     assert len(later) == 3
     assert max(c.started for c in later) < min(c.finished for c in later)  # all three overlapped
 

@@ -133,6 +133,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog of 5 drops simultaneous connects (the client then
+    # retries after 1 s); a real server listens with a deep backlog.
+    request_queue_size = 128
     daemon_threads = True
 
     def __init__(self, fake: FakeHTTPServer) -> None:

@@ -9,18 +9,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fakes.base import RecordedRequest, Response, json_response
 from fakes.github_fake import FakeGitHub
 
 from services.runtime.demo import DEMO_BUGGY_FILE, DEMO_BUGGY_LINE, install_demo_code
 from services.tools.errors import BackendError
 from services.tools.github import (
+    MAX_FILE_BYTES,
     CodeClient,
-    GitHubContents,
+    GitHubClient,
     LocalCheckout,
-    candidate_paths,
     github_error,
     numbered_window,
 )
+from services.tools.paths import candidate_paths
 
 FRAME_PATH = f"/app/{DEMO_BUGGY_FILE}"  # as printed in the demo service's tracebacks
 TOKEN = "ghp_test"
@@ -46,8 +48,8 @@ def github(demo_source: str) -> Iterator[FakeGitHub]:
         yield fake
 
 
-def contents(fake: FakeGitHub, http: httpx.AsyncClient, token: str | None = TOKEN) -> GitHubContents:
-    return GitHubContents(http, fake.url, "acme", "inventory", "main", token)
+def contents(fake: FakeGitHub, http: httpx.AsyncClient, token: str | None = TOKEN) -> GitHubClient:
+    return GitHubClient(http, fake.url, "acme", "inventory", "main", token)
 
 
 @pytest.mark.parametrize(
@@ -226,3 +228,33 @@ def test_github_rate_limit_waits_until_the_reset() -> None:
     assert error.kind == "rate_limited"
     assert error.retry_after is not None and 100 < error.retry_after <= 120
     assert "rate limit" in error.message
+
+
+class GitHubSizeTiers(FakeGitHub):
+    """GitHub's contents API for files over 1 MB: JSON without content (`encoding` "none"); the
+    bytes only with the raw media type (external-apis.md §5)."""
+
+    def _file(self, req: RecordedRequest, path: str) -> Response:
+        accept = req.headers.get("accept", "").split(";")[0].strip()
+        if len(self.files[path]) > 1024 * 1024 and accept == "application/vnd.github+json":
+            return json_response(200, {**self._entry(path, "file"), "encoding": "none", "content": ""})
+        return super()._file(req, path)
+
+
+async def test_a_file_over_one_megabyte_comes_through_the_raw_media_type(http: httpx.AsyncClient) -> None:
+    generated = "".join(f"ROW_{n} = {n!r}  # {'x' * 40}\n" for n in range(1, 30_001))
+    with GitHubSizeTiers(token=TOKEN, files={"gen/table.py": generated}) as fake:
+        result = await CodeClient(contents(fake, http)).fetch("gen/table.py", 25_000, 1)
+
+    assert result["code"].splitlines()[1].startswith("> 25000 | ROW_25000 = 25000")
+    json_request, raw_request = fake.requests
+    assert json_request.headers["accept"] == "application/vnd.github+json"
+    assert raw_request.headers["accept"] == "application/vnd.github.raw+json"
+
+
+async def test_a_file_over_the_read_limit_is_refused(http: httpx.AsyncClient) -> None:
+    huge = {"data.bin": b"\0" * (MAX_FILE_BYTES + 1)}
+    with GitHubSizeTiers(token=TOKEN, files=huge) as fake, pytest.raises(BackendError) as raised:
+        await CodeClient(contents(fake, http)).fetch("data.bin", 1)
+    assert raised.value.kind == "bad_request"
+    assert len(fake.requests) == 1  # the size in the JSON answer is enough to say no

@@ -1,84 +1,18 @@
-"""The Prometheus client and the error rate, against the fake Prometheus HTTP API."""
+"""The Prometheus client against the fake Prometheus HTTP API: queries sent, answers and failures read."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from fakes.prometheus_fake import FakePrometheus
 
 from services.tools.errors import BackendError
-from services.tools.prometheus import ERRORS_QUERY, REQUESTS_QUERY, PrometheusClient, selector
+from services.tools.prometheus import PrometheusClient
 
-INVENTORY_ERRORS = 'sum(rate(http_errors_total{service="inventory"}[1m]))'
-INVENTORY_REQUESTS = 'sum(rate(http_requests_total{service="inventory"}[1m]))'
-
-
-def test_query_templates_are_the_seeds_with_a_selector() -> None:
-    assert ERRORS_QUERY.format(selector="") == "sum(rate(http_errors_total[1m]))"
-    assert REQUESTS_QUERY.format(selector=selector("inventory")) == INVENTORY_REQUESTS
-    assert selector('we"ird\\') == '{service="we\\"ird\\\\"}'
-
-
-async def test_error_rate_of_a_service(http: httpx.AsyncClient) -> None:
-    with FakePrometheus({INVENTORY_ERRORS: 4.6, INVENTORY_REQUESTS: 19.8}) as prom:
-        result = await PrometheusClient(prom.url, http).error_rate("inventory")
-
-    assert result == {
-        "service": "inventory",
-        "errors_per_second": 4.6,
-        "requests_per_second": 19.8,
-        "error_rate": pytest.approx(4.6 / 19.8),
-        "error_rate_percent": 23.23,
-        "queries": [INVENTORY_ERRORS, INVENTORY_REQUESTS],
-        "note": None,
-    }
-    assert sorted(prom.queries) == sorted([INVENTORY_ERRORS, INVENTORY_REQUESTS])
-
-
-async def test_error_rate_of_everything_has_no_selector(http: httpx.AsyncClient) -> None:
-    with FakePrometheus(
-        {"sum(rate(http_errors_total[1m]))": 1, "sum(rate(http_requests_total[1m]))": 10}
-    ) as prom:
-        result = await PrometheusClient(prom.url, http).error_rate(None)
-    assert (result["service"], result["error_rate"], result["error_rate_percent"]) == (None, 0.1, 10.0)
-
-
-async def test_the_two_queries_run_concurrently(http: httpx.AsyncClient) -> None:
-    with FakePrometheus({INVENTORY_ERRORS: 1, INVENTORY_REQUESTS: 2}, delay_seconds=0.3) as prom:
-        await PrometheusClient(prom.url, http).error_rate("inventory")
-    first, second = sorted(prom.requests, key=lambda r: r.started_at)
-    assert second.started_at < first.finished_at
-
-
-@pytest.mark.parametrize(
-    ("values", "errors", "requests", "rate"),
-    [
-        ({}, None, None, None),  # no series at all
-        (
-            {INVENTORY_ERRORS: 0.0, INVENTORY_REQUESTS: 0.0},
-            0.0,
-            0.0,
-            None,
-        ),  # no traffic: never divide by zero
-        ({INVENTORY_REQUESTS: 5.0}, None, 5.0, 0.0),  # an error counter that never moved has no series
-        ({INVENTORY_ERRORS: float("nan"), INVENTORY_REQUESTS: 5.0}, None, 5.0, 0.0),
-    ],
-)
-async def test_missing_or_idle_series(
-    values: dict[str, float],
-    errors: float | None,
-    requests: float | None,
-    rate: float | None,
-    http: httpx.AsyncClient,
-) -> None:
-    with FakePrometheus(values) as prom:
-        result = await PrometheusClient(prom.url, http).error_rate("inventory")
-    assert (result["errors_per_second"], result["requests_per_second"], result["error_rate"]) == (
-        errors,
-        requests,
-        rate,
-    )
-    assert (result["note"] is None) == (rate is not None)
+START = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+END = datetime(2026, 11, 24, 6, 10, tzinfo=UTC)
 
 
 async def test_instant_reads_the_string_sample(http: httpx.AsyncClient) -> None:
@@ -86,6 +20,27 @@ async def test_instant_reads_the_string_sample(http: httpx.AsyncClient) -> None:
         client = PrometheusClient(prom.url, http)
         assert await client.instant("up") == 1.0
         assert await client.instant("absent") is None
+
+
+async def test_time_and_timeout_are_sent(http: httpx.AsyncClient) -> None:
+    with FakePrometheus({"up": 1}) as prom:
+        data = await PrometheusClient(prom.url, http, timeout_seconds=7).query("up", at=START)
+    assert data["result"][0]["value"] == [START.timestamp(), "1"]
+    (request,) = prom.requests
+    assert (request.arg("time"), request.arg("timeout")) == (f"{START.timestamp():.3f}", "7s")
+
+
+async def test_range_query(http: httpx.AsyncClient) -> None:
+    with FakePrometheus({"up": 1}) as prom:
+        data = await PrometheusClient(prom.url, http).query_range("up", START, END, 300)
+    assert data["resultType"] == "matrix"
+    assert [point[0] for point in data["result"][0]["values"]] == [
+        START.timestamp(),
+        START.timestamp() + 300,
+        END.timestamp(),
+    ]
+    (request,) = prom.requests
+    assert (request.path, request.arg("step")) == ("/api/v1/query_range", "300")
 
 
 async def test_a_bad_query_carries_prometheus_error_text(http: httpx.AsyncClient) -> None:
@@ -114,6 +69,7 @@ def transport(status: int, body: object = None, text: str = "") -> httpx.MockTra
         ),
         (502, None, "<html>bad gateway</html>", "unavailable"),
         (500, None, "", "unavailable"),
+        (429, None, "slow down", "rate_limited"),
         (
             200,
             {
@@ -145,10 +101,16 @@ async def test_failures_map_to_error_kinds(status: int, body: object, text: str,
     assert raised.value.kind == kind
 
 
-async def test_scalar_results() -> None:
-    body = {"status": "success", "data": {"resultType": "scalar", "result": [1795500262.1, "0.5"]}}
+async def test_scalar_results_and_warnings() -> None:
+    body = {
+        "status": "success",
+        "data": {"resultType": "scalar", "result": [1795500262.1, "0.5"]},
+        "warnings": ["PromQL info: metric might not be a counter"],
+    }
     async with httpx.AsyncClient(transport=transport(200, body)) as mocked:
-        assert await PrometheusClient("http://prom", mocked).instant("scalar(0.5)") == 0.5
+        client = PrometheusClient("http://prom", mocked)
+        assert await client.instant("scalar(0.5)") == 0.5
+        assert (await client.query("scalar(0.5)"))["warnings"] == body["warnings"]
 
 
 async def test_a_slow_prometheus_is_a_timeout() -> None:

@@ -1,0 +1,240 @@
+"""Stack traces in log events: which lines belong to one, and its frames, for Python, Java,
+Node, Go and .NET.
+
+Pure functions of text. Frames are kept innermost LAST whatever the language (Python's order).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+MAX_FRAMES = 30  # innermost frames kept per trace (deep recursion repeats the same frames)
+MAX_CODE_CHARS = 300
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- continuation lines ------------------------------------------------------------------------
+
+_PY_TRACEBACK = "Traceback (most recent call last):"
+_PY_CHAIN_STARTS = ("During handling of the above exception", "The above exception was the direct cause")
+_DOTNET_SECTION_END = "--- End of "  # "--- End of stack trace from previous location ---" (async hops)
+_CONTINUATION_STARTS = (
+    "Caused by:",
+    "Suppressed:",
+    "goroutine ",
+    "created by ",
+    _DOTNET_SECTION_END,
+    *_PY_CHAIN_STARTS,
+)
+_GO_PANIC_STARTS = ("panic:", "fatal error:")
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?::\s.*|:?)$")
+_GO_FUNCTION_LINE = re.compile(r"^[\w./*()\[\]-]+\(.*\)$")
+
+
+def continues(previous: str, line: str) -> bool:
+    """Whether `line` belongs to the multi-line event `previous` (a trace logged line by line).
+
+    A multi-line entry is a whole event already, never a continuation.
+    """
+    if "\n" in line:
+        return False
+    if not line.strip():  # a blank line inside a trace: Go after `panic:`, Python between chained parts
+        return previous.startswith(_GO_PANIC_STARTS) or "\n" in previous
+    last = previous.rsplit("\n", 1)[-1]
+    if line.startswith(_PY_TRACEBACK):  # after its log line, or the next link of a chain
+        return _PY_TRACEBACK not in previous or last.startswith(_PY_CHAIN_STARTS)
+    if line[0] in " \t" or line.startswith(_CONTINUATION_STARTS):
+        return True
+    in_python_trace = _PY_TRACEBACK in previous and last[:1] in (" ", "\t")
+    if in_python_trace and _EXCEPTION_LINE.match(line):
+        return True  # the exception line that ends a Python traceback is not indented
+    return "\ngoroutine " in previous and bool(_GO_FUNCTION_LINE.match(line))
+
+
+# --- stack traces ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Frame:
+    file: str
+    line: int | None
+    function: str
+    code: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "function": self.function, "code": self.code}
+
+
+TraceSignature = tuple[str, tuple[tuple[str, int | None, str], ...]]
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A parsed stack trace; frames are innermost LAST (Python's order) whatever the language."""
+
+    exception: str
+    frames: tuple[Frame, ...]
+
+    @property
+    def signature(self) -> TraceSignature:
+        # The exception type, not its message: ids in messages must not split a group.
+        kind = self.exception.split(":", 1)[0].strip()
+        return kind, tuple((f.file, f.line, f.function) for f in self.frames)
+
+
+_PY_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<function>.+))?$')
+_PY_CARETS = re.compile(r"^\s*[~^]+\s*$")
+_NODE_FRAME = re.compile(r"^\s+at (?:(?P<function>.+?) \()?(?P<file>[^\s()]+?):(?P<line>\d+):\d+\)?\s*$")
+_JAVA_FRAME = re.compile(r"^\s+at (?P<function>[^\s(]+)\((?P<source>[^)]*)\)\s*$")
+_GO_FILE_LINE = re.compile(r"^\s+(?P<file>\S+\.go):(?P<line>\d+)(?:\s.*)?$")
+# `   at Ns.Type.Method(Type arg) in /src/File.cs:line 42`; the " in ...:line N" part needs the PDB.
+_DOTNET_FRAME = re.compile(
+    r"^\s+at (?P<function>[^\s(]+)\((?P<args>[^)]*)\)(?: in (?P<file>.+):line (?P<line>\d+))?\s*$"
+)
+_DOTNET_INNER_END = "--- End of inner exception stack trace ---"
+_DOTNET_INNER_ARROW = " ---> "
+
+
+def parse_trace(text: str) -> Trace | None:
+    """The stack trace in a log event, if any: Python, Java, Node, Go (basic) or .NET."""
+    lines = text.split("\n")
+    if _PY_TRACEBACK in text:
+        return _parse_python(lines)
+    if any(_GO_FILE_LINE.match(line) for line in lines) and "goroutine " in text:
+        return _parse_go(lines)
+    if _looks_dotnet(text, lines):
+        return _parse_dotnet(lines)
+    if any(_NODE_FRAME.match(line) for line in lines):
+        return _parse_at_frames(lines, _NODE_FRAME, _node_frame)
+    if any(_JAVA_FRAME.match(line) for line in lines):
+        return _parse_at_frames(lines, _JAVA_FRAME, _java_frame)
+    return None
+
+
+def _parse_python(lines: list[str]) -> Trace:
+    """The last traceback of a chain: the exception actually raised (the whole chain stays in `text`)."""
+    start = max(i for i, line in enumerate(lines) if _PY_TRACEBACK in line)
+    frames: list[Frame] = []
+    exception = ""
+    for i in range(start + 1, len(lines)):
+        line = lines[i]
+        if match := _PY_FRAME.match(line):
+            code = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            usable = code and not _PY_FRAME.match(lines[i + 1]) and lines[i + 1][:1] in (" ", "\t")
+            frames.append(
+                Frame(
+                    match["file"],
+                    int(match["line"]),
+                    match["function"] or "?",
+                    _clip(code, MAX_CODE_CHARS) if usable else None,
+                )
+            )
+        elif line and line[0] not in " \t" and not _PY_CARETS.match(line):
+            exception = line.strip()
+            break
+    return Trace(exception or "(no exception line)", tuple(frames[-MAX_FRAMES:]))
+
+
+def _node_frame(match: re.Match[str]) -> Frame:
+    return Frame(match["file"], int(match["line"]), match["function"] or "<anonymous>")
+
+
+def _java_frame(match: re.Match[str]) -> Frame:
+    source, _, number = match["source"].partition(":")
+    return Frame(source, int(number) if number.isdigit() else None, match["function"])
+
+
+def _parse_at_frames(
+    lines: list[str], pattern: re.Pattern[str], to_frame: Callable[[re.Match[str]], Frame]
+) -> Trace:
+    """Java and Node list the innermost frame first; the thrown exception heads the first block."""
+    first = next(i for i, line in enumerate(lines) if pattern.match(line))
+    header = next((line for line in reversed(lines[:first]) if line.strip()), "")
+    frames: list[Frame] = []
+    for line in lines[first:]:
+        if line.startswith(("Caused by:", "Suppressed:")) or line.strip().startswith("Caused by:"):
+            break  # causes are kept in `text`; frames describe the thrown exception
+        if match := pattern.match(line):
+            frames.append(to_frame(match))
+    exception = re.sub(r'^Exception in thread "[^"]*"\s+', "", header.strip())
+    return Trace(exception or "(no exception line)", tuple(reversed(frames[:MAX_FRAMES])))
+
+
+def _looks_dotnet(text: str, lines: list[str]) -> bool:
+    """.NET frames resemble Java's; they differ by `:line N`, `--- End of` markers, or an
+    argument list with parameter names (a Java frame has `File.java:N` between the brackets)."""
+    frames = [m for m in map(_DOTNET_FRAME.match, lines) if m]
+    if not frames:
+        return False
+    if _DOTNET_SECTION_END in text or any(m["file"] for m in frames):
+        return True
+    return any(" " in m["args"] and m["args"] not in ("Native Method", "Unknown Source") for m in frames)
+
+
+def _parse_dotnet(lines: list[str]) -> Trace:
+    """The innermost exception's frames (the first block, up to the end of the inner exception's
+    trace), innermost first as .NET prints them; `A ---> B` headers name B, the innermost."""
+    first = next(i for i, line in enumerate(lines) if _DOTNET_FRAME.match(line))
+    header = next((line for line in reversed(lines[:first]) if line.strip()), "")
+    frames: list[Frame] = []
+    for line in lines[first:]:
+        if _DOTNET_INNER_END in line:
+            break
+        if match := _DOTNET_FRAME.match(line):
+            number = int(match["line"]) if match["line"] else None
+            frames.append(Frame(match["file"] or "", number, match["function"]))
+    exception = header.strip().rsplit(_DOTNET_INNER_ARROW.strip(), 1)[-1].strip()
+    return Trace(exception or "(no exception line)", tuple(reversed(frames[:MAX_FRAMES])))
+
+
+def _parse_go(lines: list[str]) -> Trace:
+    """The first goroutine (the panicking one); Go lists the innermost call first."""
+    exception = next((line.strip() for line in lines if line.startswith(_GO_PANIC_STARTS)), "")
+    frames: list[Frame] = []
+    started = False
+    for previous, line in itertools.pairwise(lines):
+        if line.startswith("goroutine "):
+            if started:
+                break
+            started = True
+        elif started and (match := _GO_FILE_LINE.match(line)):
+            function = re.sub(r"\([^()]*\)$", "", previous.strip())  # drop the argument list
+            frames.append(Frame(match["file"], int(match["line"]), function))
+    return Trace(exception or lines[0].strip() or "(no exception line)", tuple(reversed(frames[:MAX_FRAMES])))
+
+
+_LIBRARY_PATH = re.compile(
+    r"site-packages/|dist-packages/|node_modules/|/lib/python\d|^<frozen |^node:|^internal/"
+    r"|/usr/local/go/src/|/usr/lib/go|/go/pkg/mod/"
+)
+_RUNTIME_PREFIXES = (
+    *("java.", "javax.", "jdk.", "sun.", "com.sun.", "kotlin.", "scala."),  # the JDK and JVM languages
+    "runtime.",  # Go
+    *("System.", "Microsoft.", "lambda_method"),  # .NET
+)
+
+
+def is_library_frame(frame: dict[str, Any]) -> bool:
+    """Frames of installed packages, the runtime or the JDK, as opposed to the application's own code."""
+    file = str(frame.get("file") or "").replace("\\", "/")
+    function = str(frame.get("function") or "")
+    if _LIBRARY_PATH.search(file) or function.startswith(_RUNTIME_PREFIXES):
+        return True
+    return file in ("Native Method", "Unknown Source")
+
+
+def top_frame(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The innermost application frame with a file (the code can be fetched) of the most frequent
+    stack trace that has one, in a fetch_logs result."""
+    for trace in result.get("stack_traces", []):
+        for frame in reversed(trace.get("frames", [])):
+            if frame.get("file") and not is_library_frame(frame):
+                return dict(frame)
+    return None

@@ -1,0 +1,190 @@
+"""Stack traces of each runtime, as one log event or logged line by line: kept whole, parsed into
+frames, and the innermost application frame found."""
+
+from __future__ import annotations
+
+import pytest
+from log_samples import CRASHES, Crash, entry
+
+from services.tools.log_compression import LogEntry, compress_logs, merge_continuations
+from services.tools.stack_traces import parse_trace, top_frame
+
+
+@pytest.mark.parametrize("crash", CRASHES, ids=[c.language for c in CRASHES])
+def test_a_trace_in_one_event_is_kept_whole_and_parsed(crash: Crash) -> None:
+    result = compress_logs([entry(crash.text, "ERROR"), entry("GET /healthz 200 1ms")])
+
+    (trace,) = result["stack_traces"]
+    assert trace["text"] == crash.text
+    assert trace["exception"] == crash.exception
+    assert len(trace["frames"]) == crash.frame_count
+    frame = result["top_frame"]
+    assert (frame["file"], frame["line"], frame["function"]) == (
+        crash.top_file,
+        crash.top_line,
+        crash.top_function,
+    )
+    assert result["templates"][0]["level"] == "ERROR"
+    assert crash.exception.split(":")[0] in result["templates"][0]["template"]
+
+
+@pytest.mark.parametrize("crash", CRASHES, ids=[c.language for c in CRASHES])
+def test_a_trace_logged_line_by_line_is_joined_again(crash: Crash) -> None:
+    lines = [entry(line, "ERROR", service="api-1") for line in crash.text.split("\n")]
+    lines.insert(2, entry("GET /healthz 200 1ms", service="api-2"))  # another replica's line in between
+
+    result = compress_logs(lines)
+
+    (trace,) = result["stack_traces"]
+    assert trace["exception"] == crash.exception
+    assert crash.text.endswith(trace["text"].split("\n", 1)[1])  # every line from the exception on
+    frame = result["top_frame"]
+    assert (frame["file"], frame["line"]) == (crash.top_file, crash.top_line)
+
+
+def test_python_frames_carry_their_code_line() -> None:
+    (trace,) = compress_logs([entry(CRASHES[0].text, "ERROR")])["stack_traces"]
+    assert trace["frames"][-1]["code"] == (
+        "return sum(line.price * line.qty for line in order.lines) / order.discount"
+    )
+
+
+def test_dotnet_frames_without_symbols_are_parsed_but_not_a_top_frame() -> None:
+    text = (
+        "System.InvalidOperationException: Sequence contains no elements\n"
+        "   at System.Linq.ThrowHelper.ThrowNoElementsException()\n"
+        "   at Acme.Stock.Picker.Next(Warehouse warehouse)\n"
+        "   at Acme.Stock.Api.Reserve(ReserveRequest request)"
+    )
+    trace = parse_trace(text)
+    assert trace is not None
+    assert trace.exception == "System.InvalidOperationException: Sequence contains no elements"
+    assert [f.function for f in trace.frames] == [
+        "Acme.Stock.Api.Reserve",
+        "Acme.Stock.Picker.Next",
+        "System.Linq.ThrowHelper.ThrowNoElementsException",
+    ]
+    assert top_frame({"stack_traces": [{"frames": [f.as_dict() for f in trace.frames]}]}) is None
+
+
+def test_chained_python_traceback_reports_the_raised_exception() -> None:
+    text = (
+        'Traceback (most recent call last):\n  File "/app/db.py", line 9, in get\n    row = rows[0]\n'
+        "IndexError: list index out of range\n\n"
+        "The above exception was the direct cause of the following exception:\n\n"
+        'Traceback (most recent call last):\n  File "/app/api.py", line 20, in handler\n    get()\n'
+        "LookupError: no row"
+    )
+    trace = parse_trace(text)
+    assert trace is not None
+    assert trace.exception == "LookupError: no row"
+    assert [f.file for f in trace.frames] == ["/app/api.py"]
+
+
+def test_java_trace_frames_are_innermost_last_and_top_frame_skips_the_jdk() -> None:
+    lines = [
+        entry("Request failed", "ERROR", service="orders-1"),
+        entry('java.lang.NullPointerException: Cannot invoke "Item.price()"', "ERROR", service="orders-1"),
+        entry("\tat java.base/java.util.Objects.requireNonNull(Objects.java:233)", service="orders-1"),
+        entry("\tat com.acme.orders.PriceService.total(PriceService.java:42)", service="orders-1"),
+        entry("\tat com.acme.orders.OrderController.create(OrderController.java:17)", service="orders-1"),
+        entry("Caused by: java.io.IOException: boom", service="orders-1"),
+        entry("\tat com.acme.orders.Db.load(Db.java:5)", service="orders-1"),
+    ]
+
+    result = compress_logs(lines)
+
+    (trace,) = result["stack_traces"]
+    assert trace["exception"] == 'java.lang.NullPointerException: Cannot invoke "Item.price()"'
+    assert [(f["file"], f["line"]) for f in trace["frames"]] == [
+        ("OrderController.java", 17),
+        ("PriceService.java", 42),
+        ("Objects.java", 233),
+    ]
+    assert "Caused by: java.io.IOException: boom" in trace["text"]
+    assert top_frame(result) == {
+        "file": "PriceService.java",
+        "line": 42,
+        "function": "com.acme.orders.PriceService.total",
+        "code": None,
+    }
+
+
+def test_node_trace() -> None:
+    text = (
+        "TypeError: Cannot read properties of undefined (reading 'id')\n"
+        "    at getUser (/srv/app/src/users.js:42:13)\n"
+        "    at Layer.handle (/srv/app/node_modules/express/lib/router/layer.js:95:5)\n"
+        "    at /srv/app/src/server.js:10:3"
+    )
+    result = compress_logs([entry(text, "ERROR")])
+    trace = result["stack_traces"][0]
+    assert [(f["file"], f["line"], f["function"]) for f in trace["frames"]] == [
+        ("/srv/app/src/server.js", 10, "<anonymous>"),
+        ("/srv/app/node_modules/express/lib/router/layer.js", 95, "Layer.handle"),
+        ("/srv/app/src/users.js", 42, "getUser"),
+    ]
+    assert top_frame(result) == {
+        "file": "/srv/app/src/users.js",
+        "line": 42,
+        "function": "getUser",
+        "code": None,
+    }
+
+
+def test_go_panic() -> None:
+    text = (
+        "panic: runtime error: invalid memory address or nil pointer dereference\n"
+        "[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x4a1b2c]\n\n"
+        "goroutine 7 [running]:\n"
+        "main.(*Store).Get(0x0, {0x6b4ec0, 0x3})\n"
+        "\t/src/store/store.go:42 +0x1d\n"
+        "main.handler({0x7f1c20, 0xc0000a4000}, 0xc0000b2000)\n"
+        "\t/src/main.go:17 +0x85\n"
+        "net/http.HandlerFunc.ServeHTTP(0x0?, {0x7f1c20?, 0xc0000a4000?}, 0x0?)\n"
+        "\t/usr/local/go/src/net/http/server.go:2122 +0x2f\n"
+    )
+    result = compress_logs([entry(text, "ERROR")])
+    trace = result["stack_traces"][0]
+    assert trace["exception"].startswith("panic: runtime error: invalid memory address")
+    assert [(f["file"], f["line"]) for f in trace["frames"]] == [
+        ("/usr/local/go/src/net/http/server.go", 2122),
+        ("/src/main.go", 17),
+        ("/src/store/store.go", 42),
+    ]
+    assert top_frame(result) == {
+        "file": "/src/store/store.go",
+        "line": 42,
+        "function": "main.(*Store).Get",
+        "code": None,
+    }
+
+
+def test_top_frame_is_none_without_application_frames() -> None:
+    text = (
+        "Traceback (most recent call last):\n"
+        '  File "/usr/local/lib/python3.11/site-packages/httpx/_client.py", line 1, in send\n    x()\n'
+        "httpx.ConnectError: refused"
+    )
+    assert top_frame(compress_logs([entry(text, "ERROR")])) is None
+    assert top_frame(compress_logs([])) is None
+
+
+def test_tracebacks_logged_line_by_line_stay_apart_unless_chained() -> None:
+    def crash(error: str) -> list[LogEntry]:
+        lines = ["Traceback (most recent call last):", '  File "/app/a.py", line 5, in f', "    g()", error]
+        return [entry(text, "ERROR") for text in lines]
+
+    separate = merge_continuations([*crash("KeyError: 'a'"), *crash("KeyError: 'b'")])
+    chained = merge_continuations(
+        [
+            *crash("KeyError: 'a'"),
+            entry("During handling of the above exception, another exception occurred:"),
+            *crash("RuntimeError: wrapped"),
+        ]
+    )
+
+    assert len(separate) == 2
+    assert len(chained) == 1
+    trace = parse_trace(chained[0].message)
+    assert trace is not None and trace.exception == "RuntimeError: wrapped"
