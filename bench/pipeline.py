@@ -63,10 +63,11 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--incidents", type=int, default=200)
+    parser.add_argument("--log-seconds", type=int, default=300, help="demo log tail length (~2 lines/s)")
     args = parser.parse_args()
 
     now = datetime.now(UTC)
-    log_lines = demo.demo_log_lines(now, seconds=300)
+    log_lines = demo.demo_log_lines(now, seconds=args.log_seconds)
     with tempfile.TemporaryDirectory() as tmp:
         code_dir = demo.install_demo_code(Path(tmp) / "code")
         source = (code_dir / demo.DEMO_BUGGY_FILE).read_text()
@@ -114,7 +115,10 @@ def main() -> None:
     print(f"{'measure':<52} {'value':>12}   target")
     for label, value, target in rows:
         print(f"{label:<52} {value:>12}   {target}")
-    print(f"(incidents={args.incidents}, one after another, instant fakes, 1 on-call number)")
+    print(
+        f"(incidents={args.incidents}, one after another, instant fakes, 1 on-call number, "
+        f"{len(log_lines)} log lines)"
+    )
 
 
 def run(client: httpx.Client, url: str, twilio: FakeTwilio, incidents: int, now: datetime) -> list[float]:

@@ -5,8 +5,10 @@ be called while diagnosing an alert; write tools only in a human's turn (logs an
 written by strangers, so nothing they say may trigger a write).
 """
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field
@@ -202,14 +204,21 @@ ALL_TOOLS: Final = (*READ_TOOLS, SEND_DIAGNOSIS, *WRITE_TOOLS)
 TOOLS_BY_NAME: Final = {spec.name: spec for spec in ALL_TOOLS}
 
 
-def openai_tool(spec: ToolSpec) -> dict[str, Any]:
-    """The chat-completions `tools[]` entry for a spec."""
+@cache  # pydantic builds a JSON schema in ~0.5 ms: once per process is enough
+def _openai_tool(spec: ToolSpec) -> str:
     schema = spec.args_model.model_json_schema()
     schema.pop("title", None)
-    return {
+    entry = {
         "type": "function",
         "function": {"name": spec.name, "description": spec.description, "parameters": schema},
     }
+    return json.dumps(entry)
+
+
+def openai_tool(spec: ToolSpec) -> dict[str, Any]:
+    """The chat-completions `tools[]` entry for a spec (a fresh copy: callers may change it)."""
+    entry: dict[str, Any] = json.loads(_openai_tool(spec))
+    return entry
 
 
 def diagnosis_tools() -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,23 +49,26 @@ async def gather_evidence(caller: ToolCaller, group: AlertGroup, incident_id: st
     if started is not None:
         logs_args["starts_at"] = started.isoformat()
     rate_args: dict[str, Any] = {"service": service}
-    logs, rate = await asyncio.gather(
-        caller.call(tools.FETCH_LOGS.name, logs_args, incident_id),
-        caller.call(tools.COMPUTE_ERROR_RATE.name, rate_args, incident_id),
-    )
+    rate_call = asyncio.ensure_future(caller.call(tools.COMPUTE_ERROR_RATE.name, rate_args, incident_id))
+    logs = await caller.call(tools.FETCH_LOGS.name, logs_args, incident_id)
+    # The code and its history depend only on the logs: ask for them while the error rate is on its way.
+    frame_calls: list[Awaitable[ToolResult]] = []
+    frame = top_frame(logs)
+    if frame is not None:
+        code_args: dict[str, Any] = {"file_path": frame["file"], "line": frame.get("line")}
+        commits_args: dict[str, Any] = {"path": frame["file"], "limit": 5}
+        frame_calls = [
+            caller.call(tools.FETCH_CODE.name, code_args, incident_id),
+            caller.call(tools.RECENT_COMMITS.name, commits_args, incident_id),
+        ]
+    rate, *frame_results = await asyncio.gather(rate_call, *frame_calls)
     evidence = Evidence(
         logs=EvidenceItem(tools.FETCH_LOGS.name, logs_args, logs),
         error_rate=EvidenceItem(tools.COMPUTE_ERROR_RATE.name, rate_args, rate),
         code=None,
     )
-    frame = top_frame(logs)
     if frame is not None:
-        code_args: dict[str, Any] = {"file_path": frame["file"], "line": frame.get("line")}
-        commits_args: dict[str, Any] = {"path": frame["file"], "limit": 5}
-        code, commits = await asyncio.gather(
-            caller.call(tools.FETCH_CODE.name, code_args, incident_id),
-            caller.call(tools.RECENT_COMMITS.name, commits_args, incident_id),
-        )
+        code, commits = frame_results
         evidence.code = EvidenceItem(tools.FETCH_CODE.name, code_args, code)
         evidence.commits = EvidenceItem(tools.RECENT_COMMITS.name, commits_args, commits)
     return evidence
