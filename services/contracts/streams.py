@@ -77,4 +77,7 @@ class ConsumerSpec:
     max_deliver: int = 5
     # Delays (seconds) before the 2nd, 3rd, ... delivery after a failure.
     backoff_seconds: tuple[float, ...] = (1.0, 5.0, 15.0, 60.0)
-    ack_wait_seconds: float = 120.0
+    # How long a message stays with a replica that stopped answering (crashed, partitioned)
+    # before another replica gets it. A live replica keeps its message however long the work
+    # takes: it reports progress every third of this (runtime/bus.py).
+    ack_wait_seconds: float = 30.0

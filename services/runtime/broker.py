@@ -22,6 +22,12 @@ class NatsUnreachable(RuntimeError):
     pass
 
 
+def nats_servers(url: str) -> list[str]:
+    """NATS_URL may name several servers, comma-separated (as the NATS CLI and the Go client
+    accept it); nats-py takes them as a list and rejects the comma-separated string."""
+    return [server.strip() for server in url.split(",") if server.strip()]
+
+
 async def check_reachable(url: str, connect_timeout: int = CONNECT_TIMEOUT_SECONDS) -> None:
     """One quick connection attempt, so a wrong NATS_URL is reported at once instead of after
     the client's default 60 silent retries."""
@@ -32,7 +38,7 @@ async def check_reachable(url: str, connect_timeout: int = CONNECT_TIMEOUT_SECON
     try:
         # max_reconnect_attempts=0 means "forever" to nats-py's server selection: 1 = two tries.
         nc = await nats.connect(
-            url,
+            nats_servers(url),
             connect_timeout=connect_timeout,
             allow_reconnect=False,
             max_reconnect_attempts=1,
@@ -51,7 +57,7 @@ async def check_reachable(url: str, connect_timeout: int = CONNECT_TIMEOUT_SECON
 def make_broker(url: str, name: str) -> NatsBroker:
     """After the first connection the client reconnects forever: a NATS restart must not kill us."""
     return NatsBroker(
-        url,
+        nats_servers(url),
         name=name,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         max_reconnect_attempts=-1,

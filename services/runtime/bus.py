@@ -2,8 +2,9 @@
 durable consumers with bounded redelivery and a dead-letter subject, KV compare-and-set."""
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import nats.js.errors
@@ -35,9 +36,10 @@ class CasConflict(RuntimeError):
 
 
 class Bus:
-    def __init__(self, broker: NatsBroker, replicas: int = 1):
+    def __init__(self, broker: NatsBroker, replicas: int = 1, ack_wait_seconds: float | None = None):
         self.broker = broker
         self.replicas = replicas
+        self.ack_wait_seconds = ack_wait_seconds  # None: each consumer's own (ConsumerSpec)
         self._kv: dict[str, KeyValue] = {}
 
     @property
@@ -207,6 +209,7 @@ def subscribe_durable(
     at once (it would never parse on the next try either)."""
     (subject,) = spec.subjects
     DURABLE_PAYLOADS[spec.durable] = model
+    ack_wait = bus.ack_wait_seconds or spec.ack_wait_seconds
 
     @broker.subscriber(
         subject,
@@ -216,7 +219,7 @@ def subscribe_durable(
         config=api.ConsumerConfig(
             durable_name=spec.durable,
             max_deliver=spec.max_deliver,
-            ack_wait=spec.ack_wait_seconds,
+            ack_wait=ack_wait,
             max_ack_pending=1000,
         ),
         ack_policy=AckPolicy.MANUAL,
@@ -233,7 +236,8 @@ def subscribe_durable(
         deliveries = msg.raw_message.metadata.num_delivered
         current_incident.set(getattr(message, "incident_id", None))  # every log line names it
         try:
-            await handle(message)
+            async with working_on(msg, every=ack_wait / 3):
+                await handle(message)
         except PermanentError as exc:
             await bus.dead_letter(msg, spec.stream, f"permanent: {exc}")
             await msg.ack()
@@ -251,6 +255,27 @@ def subscribe_durable(
             await msg.nack(delay=delay)
             return
         await msg.ack()
+
+
+@contextlib.asynccontextmanager
+async def working_on(msg: NatsMessage, every: float) -> AsyncIterator[None]:
+    """Tells JetStream every `every` seconds that the message is still being worked on, so that
+    a long investigation is not handed to another replica meanwhile; a replica that dies stops
+    telling, and its message goes to another one after a single ack wait."""
+
+    async def report_progress() -> None:
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(Exception):  # NATS reconnecting: the next beat may pass
+                await msg.in_progress()
+
+    beat = asyncio.create_task(report_progress())
+    try:
+        yield
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
 
 
 def _first_error(exc: ValidationError) -> str:

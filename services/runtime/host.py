@@ -91,7 +91,7 @@ class Host:
         configure_tracing("oncall-" + "-".join(self.services))
         await check_reachable(self.nats_url)
         broker = make_broker(self.nats_url, name="oncall-" + "-".join(self.services))
-        bus = Bus(broker, replicas=self.settings.js_replicas)
+        bus = Bus(broker, replicas=self.settings.js_replicas, ack_wait_seconds=self.settings.ack_wait_seconds)
         ctx = ServiceContext(settings=self.settings, broker=broker, bus=bus)
         self._parts = [load_wiring(name)(ctx) for name in self.services]
         await broker.connect()

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from services.contracts import subjects
 from services.contracts.models import HumanReplied, IncidentDiagnosed, incident_tag
 from services.runtime import demo
-from services.runtime.broker import check_reachable
+from services.runtime.broker import check_reachable, nats_servers
 from services.runtime.host import Host, read_local_state
 from services.runtime.service import SERVICE_NAMES
 from services.runtime.settings import Settings
@@ -75,7 +75,7 @@ async def run_demo(settings: Settings, once: bool) -> int:
 
     async def on_ready(host: Host) -> None:
         say(f"  services up at {host.http_url} (NATS {host.nats_url}) in {time.monotonic() - started:.2f}s")
-        watcher = await nats.connect(host.nats_url, name="oncall-demo-progress")
+        watcher = await nats.connect(nats_servers(host.nats_url), name="oncall-demo-progress")
 
         async def on_tool_request(msg: Msg) -> None:
             say(f"  … evidence: {msg.subject.rsplit('.', 1)[-1]}")
@@ -134,7 +134,9 @@ async def send_reply(settings: Settings, text: str, incident: str | None, wait_s
             return 2
         url = state["nats_url"]
     await check_reachable(url)
-    nc = await nats.connect(url, name="oncall-reply", connect_timeout=3, max_reconnect_attempts=1)
+    nc = await nats.connect(
+        nats_servers(url), name="oncall-reply", connect_timeout=3, max_reconnect_attempts=1
+    )
     answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     async def on_out(msg: Msg) -> None:

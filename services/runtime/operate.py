@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from services.contracts import streams
 from services.contracts.models import AlertGroup, Conversation
+from services.runtime.broker import nats_servers
 
 REPLAY_HEADER = "Oncall-Replay-Of"
 
@@ -91,7 +92,7 @@ async def stored_messages(js: JetStreamContext, selection: Selection) -> list[St
 async def replay(url: str, selection: Selection, force: bool, dry_run: bool) -> list[StoredMessage]:
     """Re-publishes the selected messages under a new message id. Without `force` the services'
     own idempotency makes a replay of handled work a no-op (no second WhatsApp, no second ticket)."""
-    nc = await nats.connect(url, name="oncall-replay")
+    nc = await nats.connect(nats_servers(url), name="oncall-replay")
     js = nc.jetstream()
     try:
         messages = await stored_messages(js, selection)
@@ -113,7 +114,7 @@ async def replay(url: str, selection: Selection, force: bool, dry_run: bool) -> 
 
 
 async def read_conversation(url: str, incident_id: str) -> Conversation | None:
-    nc = await nats.connect(url, name="oncall-inspect")
+    nc = await nats.connect(nats_servers(url), name="oncall-inspect")
     try:
         kv = await nc.jetstream().key_value(streams.CONVERSATIONS.name)
         try:

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     # NATS and the process
     nats_url: str | None = Field(default=None, alias="NATS_URL")
     js_replicas: int = Field(default=1, ge=1, le=5, alias="ONCALL_JS_REPLICAS")
+    # Replaces every durable consumer's ack wait (contracts ConsumerSpec.ack_wait_seconds).
+    ack_wait_seconds: float | None = Field(default=None, ge=1, le=600, alias="ONCALL_ACK_WAIT_SECONDS")
     data_dir: Path = Field(default=Path(".oncall"), alias="ONCALL_DATA_DIR")
     http_host: str = Field(default="127.0.0.1", alias="ONCALL_HTTP_HOST")
     http_port: int = Field(default=8080, alias="ONCALL_HTTP_PORT")
