@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -721,6 +722,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each phase")
     parser.add_argument("--max-concurrency", type=int, default=64, help="connections of the closed loop")
     parser.add_argument(
+        "--no-closed", action="store_true", help="skip the closed loop (to cost a fixed number of incidents)"
+    )
+    parser.add_argument(
         "--open-connections", type=int, default=64, help="connection pool of the open-loop generator"
     )
     parser.add_argument(
@@ -760,6 +764,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # SIGTERM unwinds like Ctrl-C, so that `oncall up` and the generator are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     fixture = args.fixture.read_bytes()
     run_id = secrets.token_hex(3)
@@ -796,11 +802,13 @@ def main() -> None:
                 # Warm-up (imports, first KV and stream writes, connections): not reported.
                 generator.submit(run_phase, target, fixture, run_id, "warmup", 50.0, 1.0, 8).result(60)
                 _drain(oncall, args.drain_seconds)
+                start_counters, start_cpu = oncall.counters(), oncall.cpu()
                 peak = (0.0, 0.0)
                 plan: list[tuple[str, float | None, int]] = [
                     (f"oncall up: {rate:.0f}/s", rate, args.open_connections) for rate in rates
                 ]
-                plan.append(("oncall up: closed", None, args.max_concurrency))
+                if not args.no_closed:
+                    plan.append(("oncall up: closed", None, args.max_concurrency))
                 for name, rate, conns in plan:
                     before, cpu_before = oncall.counters(), oncall.cpu()
                     machine_before, own_before = machine_busy_seconds(), time.process_time()
@@ -822,7 +830,7 @@ def main() -> None:
                     results.append(result)
                 end = oncall.rss()
                 hwm = proc_status(oncall.pid, "VmHWM")
-                final = oncall.counters()
+                final, end_cpu = oncall.counters(), oncall.cpu()
                 console = oncall.stdout_path.read_bytes() if oncall.stdout_path else b""
                 log_lines = len(oncall.stderr_path.read_bytes().splitlines()) if oncall.stderr_path else 0
 
@@ -835,6 +843,14 @@ def main() -> None:
     print(f"{'  at the end':<24} {end[0]:>18.1f} {end[1]:>12.1f}")
     print()
     printed = console.count("── WhatsApp".encode())
+    notified = final["sent"] - start_counters["sent"]
+    run_cpu = [after - before for before, after in zip(start_cpu, end_cpu, strict=True)]
+    print(
+        f"whole run after warm-up: oncall up used {run_cpu[0]:.1f} CPU-s and nats-server {run_cpu[1]:.1f} "
+        f"for {final['accepted'] - start_counters['accepted']:.0f} accepted and {notified:.0f} notified "
+        f"incidents: {1000 * run_cpu[0] / max(notified, 1):.1f} ms of oncall CPU per incident, intake, "
+        "diagnosis and notification together (exact when the backlog is 0)"
+    )
     print(
         f"end to end: {final['accepted']:.0f} webhooks accepted, {final['diagnosed']:.0f} diagnosed, "
         f"{final['sent']:.0f} notified; {printed} console messages printed "
