@@ -528,8 +528,9 @@ class PeakRss:
 
 @contextmanager
 def py_spy(pid: int, out_dir: Path | None, name: str, seconds: float) -> Iterator[None]:
-    """`py-spy record` attached to `pid` for the phase (100 Hz, only the thread holding the GIL,
-    that is where the Python CPU goes); the raw stacks are kept beside a summary."""
+    """`py-spy record` attached to `pid` for the phase: 100 Hz, only the thread holding the GIL
+    (where the Python CPU goes). It pauses the process for each sample, so latencies measured
+    with it are higher; use it for proportions. The raw stacks are kept beside a summary."""
     if out_dir is None:
         yield
         return
@@ -541,7 +542,6 @@ def py_spy(pid: int, out_dir: Path | None, name: str, seconds: float) -> Iterato
         "--pid",
         str(pid),
         "--gil",
-        "--nonblocking",
     ]
     command += ["--rate", "100", "--format", "raw", "--output", str(raw), "--duration", str(int(seconds))]
     spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -915,7 +915,7 @@ def _drain(oncall: Oncall, limit: float) -> int:
         backlog = int(counters["accepted"] - counters["sent"])
         if backlog <= 0 or time.monotonic() >= deadline:
             return max(0, backlog)
-        time.sleep(0.5)
+        time.sleep(1.0)  # each /metrics scrape costs the product a few ms
 
 
 if __name__ == "__main__":
