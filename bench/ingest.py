@@ -190,9 +190,9 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 def _summarize(result: PhaseResult, latencies: list[float], statuses: list[int], cpu_start: float) -> None:
     latencies.sort()
-    result.completed = len(latencies)
+    result.completed = sum(1 for status in statuses if status >= 0)
     for status in statuses:
-        key = str(status) if status else "error"
+        key = str(status) if status > 0 else "error" if status == 0 else "unfinished"
         result.statuses[key] = result.statuses.get(key, 0) + 1
     result.accepted = result.statuses.get("202", 0)
     result.errors = result.statuses.get("error", 0)
@@ -212,6 +212,7 @@ async def _open_loop(
     queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
     latencies: list[float] = []
     statuses: list[int] = []
+    answered = bytearray(total)
     clock = time.perf_counter
     cpu_start = time.process_time()
 
@@ -229,6 +230,7 @@ async def _open_loop(
                     status = 0
                 latencies.append(clock() - scheduled)
                 statuses.append(status)
+                answered[index] = 1
         finally:
             conn.close()
 
@@ -251,10 +253,15 @@ async def _open_loop(
         task.cancel()
     if pending:
         await asyncio.wait(pending)
+    end = clock()
     result.scheduled = total
-    result.elapsed = max(seconds, clock() - start)
+    result.elapsed = max(seconds, end - start)
+    result.unfinished = total - len(latencies)
+    # A request cut off unanswered counts in the percentiles with the time it had waited so far
+    # (a lower bound), so that a stalled server cannot look fast by leaving requests out.
+    latencies += [end - (start + i / rate) for i in range(total) if not answered[i]]
+    statuses += [-1] * result.unfinished
     _summarize(result, latencies, statuses, cpu_start)
-    result.unfinished = total - result.completed
     return result
 
 
