@@ -48,28 +48,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+# Settings a developer may have in the shell must not reach the product (the tests' own filter).
+from support.processes import PRODUCT_ENV_PREFIXES
+
 ONCALL = str(Path(sys.executable).with_name("oncall"))
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FIXTURE = (
     REPO_ROOT.parent / "shared" / "reference" / "fixtures" / "alertmanager" / "alertmanager_webhook_real.json"
-)
-# Settings a developer may have in the shell must not reach the product: only INGEST_TOKEN (and
-# ONCALL_LOG_LEVEL when --log-level is given) are set, so the diagnoser runs on rules and the
-# notifier prints to the console.
-PRODUCT_ENV_PREFIXES = (
-    "NATS_",
-    "ONCALL_",
-    "INGEST_",
-    "OPENAI_",
-    "TWILIO_",
-    "USER_WHATSAPP",
-    "PUBLIC_BASE",
-    "JIRA_",
-    "GITHUB_",
-    "LB_URL",
-    "LOKI_URL",
-    "PROM_URL",
-    "CODE_DIR",
 )
 REQUEST_TIMEOUT_SECONDS = 10.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
