@@ -49,6 +49,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps({k: v for k, v in line.items() if v is not None}, ensure_ascii=False)
 
 
+# HTTP client libraries that log every request at INFO (httpx: `HTTP Request: GET ... "HTTP/1.1
+# 200 OK"`, one line per tool call and model round; Twilio's SDK: eight lines per WhatsApp
+# message). Their requests are shown only at DEBUG; their warnings and errors always.
+CHATTY_LOGGERS = ("httpx", "httpcore", "twilio.http_client")
+
+
 def configure_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextFilter())
@@ -56,6 +62,10 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    debug = root.getEffectiveLevel() <= logging.DEBUG
+    for name in CHATTY_LOGGERS:
+        # NOTSET: inherit the root's level, so that DEBUG shows their requests again.
+        logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.WARNING)
 
 
 def configure_tracing(service_name: str) -> TracerProvider:

@@ -22,6 +22,7 @@ from services.contracts import subjects, tools
 from services.contracts.models import ToolRequest, ToolResult
 from services.contracts.tools import ToolSpec
 from services.runtime import metrics
+from services.runtime.observability import current_incident
 from services.runtime.service import ServiceContext, ServiceParts
 from services.runtime.settings import Settings
 from services.tools.commits import CommitSource, recent_commits
@@ -167,18 +168,28 @@ async def _outcome(spec: ToolSpec, run: Runner, body: bytes, time_limit: float) 
     except ValidationError as exc:
         message = f"the request is not a ToolRequest: {_describe(exc)}"
         return ToolResult.failure(spec.name, "bad_request", message)
+    # Core requests do not pass through the durable consumers that set the incident: every log
+    # line of this request (the tool's own included) names the incident it is for.
+    token = current_incident.set(request.incident_id)
+    try:
+        return await _run(spec, run, request, time_limit)
+    finally:
+        current_incident.reset(token)
+
+
+async def _run(spec: ToolSpec, run: Runner, request: ToolRequest, time_limit: float) -> ToolResult:
     try:
         args = parse_args(spec, request.args)
         async with asyncio.timeout(time_limit):  # no extra task per call, unlike wait_for
             data = await run(args)
     except BackendError as exc:
-        log.warning("%s failed (%s), incident %s: %s", spec.name, exc.kind, request.incident_id, exc.message)
+        log.warning("%s failed (%s): %s", spec.name, exc.kind, exc.message)
         return ToolResult.failure(spec.name, exc.kind, exc.message, exc.retry_after)
     except TimeoutError:
-        log.warning("%s timed out after %ss, incident %s", spec.name, time_limit, request.incident_id)
+        log.warning("%s timed out after %ss", spec.name, time_limit)
         return ToolResult.failure(spec.name, "timeout", f"{spec.name} did not finish within {time_limit:g}s")
     except Exception as exc:
-        log.exception("%s crashed for incident %s", spec.name, request.incident_id)
+        log.exception("%s crashed", spec.name)
         return ToolResult.failure(spec.name, "internal", f"{type(exc).__name__}: {exc}")
     return ToolResult.success(spec.name, data)
 
