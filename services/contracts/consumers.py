@@ -14,6 +14,16 @@ DIAGNOSER_ALERTS_RESOLVED: Final = ConsumerSpec(
 DIAGNOSER_HUMAN: Final = ConsumerSpec(
     durable="diagnoser-human", stream=streams.EVENTS, subjects=[subjects.HUMAN_REPLIED]
 )
+# Outcomes of the human's requests, recorded on the incident's conversation (their one home).
+DIAGNOSER_TICKET_CREATED: Final = ConsumerSpec(
+    durable="diagnoser-ticket-created", stream=streams.EVENTS, subjects=[subjects.TICKETS_CREATED]
+)
+DIAGNOSER_TICKET_FAILED: Final = ConsumerSpec(
+    durable="diagnoser-ticket-failed", stream=streams.EVENTS, subjects=[subjects.TICKETS_FAILED]
+)
+DIAGNOSER_SILENCE_APPLIED: Final = ConsumerSpec(
+    durable="diagnoser-silence-applied", stream=streams.EVENTS, subjects=[subjects.SILENCES_APPLIED]
+)
 NOTIFIER_DIAGNOSED: Final = ConsumerSpec(
     durable="notifier-diagnosed", stream=streams.EVENTS, subjects=[subjects.INCIDENTS_DIAGNOSED]
 )

@@ -6,6 +6,7 @@ the NATS CLI is a valid `AlertGroup`).
 """
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -139,6 +140,16 @@ def incident_tag(incident_id: str) -> str:
     return f"#{incident_id}"
 
 
+# `#a1b2c3`, not inside a word or a longer hex run (incident ids are 6 hex characters).
+_INCIDENT_TAG = re.compile(r"(?<![\w#])#([0-9a-fA-F]{6})(?![0-9a-zA-Z_])")
+
+
+def incident_tag_in(text: str) -> str | None:
+    """The incident a person names by typing its tag (`#a1b2c3 status`), on any channel."""
+    found = _INCIDENT_TAG.search(text)
+    return found.group(1).lower() if found else None
+
+
 # --- diagnosis -------------------------------------------------------------------------
 
 
@@ -154,6 +165,11 @@ class Diagnosis(BaseModel):
     next_steps: list[str] = Field(default_factory=list)
     confidence: float = Field(default=0.5, ge=0.0, le=1.0)
     method: DiagnosisMethod = "model"
+    fallback_reason: str | None = Field(
+        default=None,
+        description='Why the rules diagnosed rather than the model: "no model configured" or '
+        '"the model at <host> failed (<reason>)"',
+    )
 
 
 class IncidentDiagnosed(BusMessage):
@@ -207,6 +223,10 @@ class NotifyText(BusMessage):
     text: str
     recipients: list[str] | None = Field(default=None, description="None = every on-call number")
     in_reply_to: str | None = Field(default=None, description="MessageSid of the human reply this answers")
+    follow_up_expected: bool = Field(
+        default=False,
+        description="More answers to `in_reply_to` will follow (e.g. the ticket's outcome); False: final",
+    )
 
 
 # --- tickets -------------------------------------------------------------------------------
@@ -227,6 +247,7 @@ class TicketRequested(BusMessage):
     service: str | None = None
     generator_url: str | None = None
     runbook_url: str | None = None
+    in_reply_to: str | None = Field(default=None, description="MessageSid of the human reply that asked")
 
 
 class TicketCreated(BusMessage):
@@ -242,6 +263,7 @@ class TicketCreated(BusMessage):
     existing: bool = Field(
         default=False, description="The incident's ticket already existed: commented on it"
     )
+    in_reply_to: str | None = Field(default=None, description="MessageSid of the human reply that asked")
 
 
 class TicketFailed(BusMessage):
@@ -250,13 +272,14 @@ class TicketFailed(BusMessage):
     request_id: str
     incident_id: str
     reason: str
+    in_reply_to: str | None = Field(default=None, description="MessageSid of the human reply that asked")
 
 
 # --- silences ------------------------------------------------------------------------------
 
 
 class SilenceMatcher(BaseModel):
-    """An Alertmanager v2 matcher (external-apis.md §1.4)."""
+    """An Alertmanager v2 matcher (docs/vendor-contracts.md §1.4)."""
 
     name: str
     value: str
@@ -276,6 +299,19 @@ class SilenceRequested(BusMessage):
     matchers: list[SilenceMatcher] = Field(default_factory=list)
     duration_seconds: int = Field(default=7200, ge=60, le=14 * 24 * 3600)
     comment: str = ""
+
+
+class SilenceApplied(BusMessage):
+    """`oncall.silences.applied`: what became of a SilenceRequested (also when it was refused)."""
+
+    request_id: str
+    incident_id: str
+    requested_by: str
+    action: Literal["create", "expire"]
+    ok: bool
+    silence_id: str | None = None
+    ends_at: datetime | None = None
+    outcome: str = Field(description="What the human was told")
 
 
 # --- tools -----------------------------------------------------------------------------------
@@ -324,6 +360,20 @@ class ToolResult(BusMessage):
 
 # --- state in KV ---------------------------------------------------------------------------
 
+
+class SilenceRecord(BaseModel):
+    """One silence outcome on the incident, as `oncall inspect` shows it."""
+
+    request_id: str
+    action: Literal["create", "expire"]
+    ok: bool
+    by: str
+    at: datetime = Field(default_factory=utc_now)
+    silence_id: str | None = None
+    ends_at: datetime | None = None
+    outcome: str = ""
+
+
 IncidentStatus = Literal["investigating", "diagnosed", "resolved"]
 
 
@@ -362,6 +412,8 @@ class Conversation(BaseModel):
     turns: list[HumanTurn] = Field(default_factory=list)
     ticket_key: str | None = None
     ticket_url: str | None = None
+    ticket_error: str | None = Field(default=None, description="Why the last ticket request failed")
+    silences: list[SilenceRecord] = Field(default_factory=list)
     acked_by: str | None = None
     group_labels: dict[str, str] = Field(default_factory=dict)
     tokens_used: int = 0

@@ -13,6 +13,7 @@ TICKETS_REQUESTED: Final = "oncall.tickets.requested"
 TICKETS_CREATED: Final = "oncall.tickets.created"
 TICKETS_FAILED: Final = "oncall.tickets.failed"
 SILENCES_REQUESTED: Final = "oncall.silences.requested"
+SILENCES_APPLIED: Final = "oncall.silences.applied"
 
 TOOLS_PREFIX: Final = "oncall.tools"
 TOOLS_QUEUE: Final = "tools"

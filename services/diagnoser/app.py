@@ -1,12 +1,15 @@
 """diagnoser: wiring only; logic in handlers.py and the modules it uses."""
 
 import asyncio
+import functools
 
 from services.contracts import consumers
-from services.contracts.models import AlertGroup, HumanReplied
+from services.contracts.models import AlertGroup, HumanReplied, SilenceApplied, TicketCreated, TicketFailed
+from services.diagnoser import outcomes
 from services.diagnoser.handlers import Diagnoser
 from services.diagnoser.model import ModelClient
 from services.diagnoser.toolcalls import ToolCaller
+from services.diagnoser.turns import Systems
 from services.runtime.bus import subscribe_durable
 from services.runtime.service import ServiceContext, ServiceParts
 
@@ -21,6 +24,7 @@ def wire(ctx: ServiceContext) -> ServiceParts:
         max_rounds=settings.max_rounds,
         token_budget=settings.token_budget,
         in_flight=asyncio.Semaphore(settings.max_concurrent_diagnoses),
+        systems=Systems.from_settings(settings),
     )
     workers = settings.max_concurrent_diagnoses
     subscribe_durable(
@@ -32,4 +36,10 @@ def wire(ctx: ServiceContext) -> ServiceParts:
     subscribe_durable(
         ctx.broker, ctx.bus, consumers.DIAGNOSER_HUMAN, HumanReplied, diagnoser.on_human_reply, 4
     )
+    for spec, model_type, record in (
+        (consumers.DIAGNOSER_TICKET_CREATED, TicketCreated, outcomes.record_ticket),
+        (consumers.DIAGNOSER_TICKET_FAILED, TicketFailed, outcomes.record_ticket_failure),
+        (consumers.DIAGNOSER_SILENCE_APPLIED, SilenceApplied, outcomes.record_silence),
+    ):
+        subscribe_durable(ctx.broker, ctx.bus, spec, model_type, functools.partial(record, ctx.bus))
     return ServiceParts(on_stop=[model.close] if model else [])

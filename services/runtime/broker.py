@@ -9,6 +9,8 @@ from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from faststream.nats.prometheus import NatsPrometheusMiddleware
 
 from services.runtime import metrics
+from services.runtime.credentials import describe_error, mask_credentials
+from services.runtime.nats_compat import enforce_fetch_timeout_contract
 
 log = logging.getLogger("oncall.broker")
 # FastStream's own messages (per-message access lines, task supervisor chatter) go through this
@@ -48,7 +50,7 @@ async def check_reachable(url: str, connect_timeout: int = CONNECT_TIMEOUT_SECON
         )
     except (OSError, nats.errors.Error, TimeoutError) as exc:
         raise NatsUnreachable(
-            f"cannot reach NATS at {url} ({exc.__class__.__name__}: {exc}). "
+            f"cannot reach NATS at {mask_credentials(url)} ({describe_error(exc)}). "
             "Check NATS_URL, or unset it to run with an embedded nats-server (local mode)."
         ) from exc
     await nc.close()
@@ -56,6 +58,7 @@ async def check_reachable(url: str, connect_timeout: int = CONNECT_TIMEOUT_SECON
 
 def make_broker(url: str, name: str) -> NatsBroker:
     """After the first connection the client reconnects forever: a NATS restart must not kill us."""
+    enforce_fetch_timeout_contract()
     return NatsBroker(
         nats_servers(url),
         name=name,

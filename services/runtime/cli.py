@@ -2,27 +2,66 @@
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
+import re
 import sys
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 from pydantic import ValidationError
 
 from services.contracts import streams
 from services.runtime.broker import FASTSTREAM_LOGGER, NatsUnreachable, check_reachable
+from services.runtime.credentials import mask_credentials
+from services.runtime.data_dir import DataDirBusy, StaleLocalState, read_local_state
 from services.runtime.embedded_nats import NatsServerError
-from services.runtime.host import Host, HttpServerError, read_local_state
+from services.runtime.host import Host, HttpServerError
 from services.runtime.local import run_demo, send_reply
 from services.runtime.observability import configure_logging
 from services.runtime.operate import Selection, describe, read_conversation, replay
 from services.runtime.service import SERVICE_NAMES
 from services.runtime.settings import Settings
 
+T = TypeVar("T")
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    """A usage mistake is one line and exit code 2 (`oncall replay: --seq: ...`), not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def sequence_range(text: str) -> tuple[int, int]:
+    """`15` or `10-20`."""
+    first, _, last = text.partition("-")
+    try:
+        low, high = int(first), int(last or first)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a sequence number or range such as 42 or 10-20"
+        ) from None
+    if low < 1 or high < low:
+        raise argparse.ArgumentTypeError(f"{text!r}: sequences start at 1 and a range goes low-high")
+    return low, high
+
+
+def iso_time(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time such as 2026-11-24T06:00"
+        ) from None
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="oncall", description="AI on-call agent")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineErrors(prog="oncall", description="AI on-call agent")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineErrors)
 
     def with_host_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--http-port", type=int, help="HTTP port (ONCALL_HTTP_PORT, default 8080; 0 = any)")
@@ -45,10 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser(
         "replay", help="re-publish stored messages (no second WhatsApp unless --force)"
     )
-    replay.add_argument("--stream", default=streams.ALERTS.name, help="stream (default ONCALL_ALERTS)")
-    replay.add_argument("--seq", help="sequence range, e.g. 10-20 or 15")
-    replay.add_argument("--since", type=datetime.fromisoformat, help="stored at or after (ISO 8601)")
-    replay.add_argument("--until", type=datetime.fromisoformat, help="stored at or before (ISO 8601)")
+    replay.add_argument(
+        "--stream",
+        default=streams.ALERTS.name,
+        choices=[spec.name for spec in streams.ALL_STREAMS],
+        help="stream (default ONCALL_ALERTS); ONCALL_DLQ re-publishes dead letters to their original subject",
+    )
+    replay.add_argument("--seq", type=sequence_range, help="sequence range, e.g. 10-20 or 15")
+    replay.add_argument("--since", type=iso_time, help="stored at or after (ISO 8601)")
+    replay.add_argument("--until", type=iso_time, help="stored at or before (ISO 8601)")
     replay.add_argument("--incident", help="only messages of this incident")
     replay.add_argument("--subject", help="only messages on this subject")
     replay.add_argument("--dry-run", action="store_true", help="list what would be re-published")
@@ -60,13 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="the raw KV value")
     inspect.add_argument("--data-dir", type=Path)
     return parser
-
-
-def parse_seq(text: str | None) -> tuple[int | None, int | None]:
-    if not text:
-        return None, None
-    first, _, last = text.partition("-")
-    return int(first), int(last or first)
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -87,7 +124,7 @@ async def run_replay(settings: Settings, args: argparse.Namespace) -> int:
         print("oncall replay: set NATS_URL (or run it beside a local `oncall up`)", file=sys.stderr)
         return 2
     await check_reachable(url)
-    first, last = parse_seq(args.seq)
+    first, last = args.seq or (None, None)
     selection = Selection(
         stream=args.stream,
         first_seq=first,
@@ -101,7 +138,12 @@ async def run_replay(settings: Settings, args: argparse.Namespace) -> int:
     verb = "would re-publish" if args.dry_run else "re-published"
     for message in messages:
         stamp = f"{message.time:%Y-%m-%d %H:%M:%S}" if message.time else "?"
-        print(f"{args.stream} #{message.seq} {stamp} {message.subject} incident={message.incident_id}")
+        reason = f" reason={message.dead_letter_reason!r}" if message.dead_letter_reason else ""
+        target = f" -> {message.replay_subject}" if message.replay_subject != message.subject else ""
+        print(
+            f"{args.stream} #{message.seq} {stamp} {message.subject}{target} "
+            f"incident={message.incident_id}{reason}"
+        )
     print(f"{verb} {len(messages)} message(s)" + (" with force" if args.force and not args.dry_run else ""))
     return 0
 
@@ -120,6 +162,11 @@ async def run_inspect(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def port_chosen(args: argparse.Namespace) -> bool:
+    """Whether the person picked the HTTP port (flag or variable), rather than the default."""
+    return args.http_port is not None or "ONCALL_HTTP_PORT" in os.environ
+
+
 def load_settings(args: argparse.Namespace) -> Settings:
     settings = Settings()
     updates: dict[str, object] = {}
@@ -130,12 +177,69 @@ def load_settings(args: argparse.Namespace) -> Settings:
     return settings.model_copy(update=updates)
 
 
+def settings_error(exc: ValidationError) -> str:
+    """One line per wrong variable, named as the person set it; secret values never shown."""
+    lines = []
+    for error in exc.errors():
+        variable = ".".join(str(part) for part in error.get("loc", ())) or "settings"
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        shown = "" if SECRET_NAME.search(variable) else f" (got {error.get('input')!r})"
+        lines.append(f"oncall: {variable}: {message}{shown if 'input' in error else ''}")
+    return mask_credentials("\n".join(lines))
+
+
+SECRET_NAME = re.compile(r"TOKEN|PASSWORD|SECRET|KEY", re.IGNORECASE)
+
+
+def intake_unauthenticated(settings: Settings, services: Sequence[str]) -> str | None:
+    """Why alert_ingest must not start: it would refuse every webhook (or accept anyone's)."""
+    if "alert_ingest" not in services or settings.ingest_allow_anonymous:
+        return None
+    if settings.ingest_token or (settings.ingest_basic_user and settings.ingest_basic_password):
+        return None
+    return (
+        "oncall: alert_ingest needs credentials for Alertmanager's webhook: set INGEST_TOKEN "
+        "(or INGEST_BASIC_USER and INGEST_BASIC_PASSWORD), or INGEST_ALLOW_ANONYMOUS=true to accept "
+        "webhooks from anyone"
+    )
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, except that a task ignoring cancellation at exit (a client reconnecting to a NATS
+    that is gone) cannot hang the stop: leftovers get LEFTOVER_SECONDS, then we exit anyway."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        leftovers = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            _, pending = loop.run_until_complete(asyncio.wait(leftovers, timeout=LEFTOVER_SECONDS))
+            if pending:
+                logging.getLogger("oncall").warning(
+                    "%d task(s) did not stop within %.0f s; exiting anyway",
+                    len(pending),
+                    LEFTOVER_SECONDS,
+                )
+                logging.shutdown()
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(1)
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(asyncio.wait_for(loop.shutdown_asyncgens(), LEFTOVER_SECONDS))
+        loop.close()
+
+
+LEFTOVER_SECONDS = 3.0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args)
     except ValidationError as exc:
-        print(f"oncall: invalid settings:\n{exc}", file=sys.stderr)
+        print(settings_error(exc), file=sys.stderr)
         return 2
     # The demo prints its own story; keep the logs to warnings there.
     quiet = args.command in ("demo", "reply", "replay", "inspect", "asyncapi")
@@ -143,28 +247,31 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(level, settings.log_format)
     if level.upper() != "DEBUG":
         FASTSTREAM_LOGGER.setLevel(logging.WARNING)
+    hosted = {"up": SERVICE_NAMES, "run": [getattr(args, "service", "")]}.get(args.command, ())
+    if args.command == "run" and not settings.nats_url:
+        print("oncall run: NATS_URL is required (use `oncall up` for local mode)", file=sys.stderr)
+        return 2
+    refusal = intake_unauthenticated(settings, hosted)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     try:
-        if args.command == "up":
-            asyncio.run(Host(settings, SERVICE_NAMES).run())
-        elif args.command == "run":
-            if not settings.nats_url:
-                print("oncall run: NATS_URL is required (use `oncall up` for local mode)", file=sys.stderr)
-                return 2
-            asyncio.run(Host(settings, [args.service]).run())
+        if args.command in ("up", "run"):
+            run_async(Host(settings, hosted).run())
         elif args.command == "demo":
-            return asyncio.run(run_demo(settings, once=args.once))
+            return run_async(run_demo(settings, once=args.once, port_chosen=port_chosen(args)))
         elif args.command == "reply":
-            return asyncio.run(send_reply(settings, args.text, args.incident, args.wait))
+            return run_async(send_reply(settings, args.text, args.incident, args.wait))
         elif args.command == "replay":
-            return asyncio.run(run_replay(settings, args))
+            return run_async(run_replay(settings, args))
         elif args.command == "inspect":
-            return asyncio.run(run_inspect(settings, args))
+            return run_async(run_inspect(settings, args))
         elif args.command == "asyncapi":
             from services.runtime.asyncapi import render  # builds every service: only on demand
 
             print(render(), end="")
-    except (NatsUnreachable, NatsServerError, HttpServerError) as exc:
-        print(f"oncall: {exc}", file=sys.stderr)
+    except (NatsUnreachable, NatsServerError, HttpServerError, DataDirBusy, StaleLocalState) as exc:
+        print(f"oncall: {mask_credentials(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

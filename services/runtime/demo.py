@@ -206,8 +206,11 @@ def demo_log_lines(now: datetime, seconds: int = 300, seed: int = 7) -> list[dic
     ]
 
 
-def demo_alert_webhook(now: datetime) -> dict[str, Any]:
-    """The Alertmanager v4 webhook body for the demo incident, firing since ~2 minutes before `now`."""
+def demo_alert_webhook(now: datetime, run_id: str = "") -> dict[str, Any]:
+    """The Alertmanager v4 webhook body for the demo incident, firing since ~2 minutes before `now`.
+
+    `run_id` puts the group under a route of its own (Alertmanager's group key is the route's
+    matchers, then the group labels), so each demo run is a new incident."""
     labels = {
         "alertname": "HighErrorRate",
         "namespace": "shop",
@@ -223,6 +226,7 @@ def demo_alert_webhook(now: datetime) -> dict[str, Any]:
     label_text = ",".join(f"{name}={value}" for name, value in sorted(labels.items()))
     fingerprint = hashlib.sha256(label_text.encode()).hexdigest()[:16]
     starts_at = _as_utc(now) - _BURST + timedelta(seconds=1.389)
+    route = f'{{}}/{{demo_run="{run_id}"}}' if run_id else "{}"
     return {
         "receiver": "oncall-agent",
         "status": "firing",
@@ -242,7 +246,7 @@ def demo_alert_webhook(now: datetime) -> dict[str, Any]:
         "commonAnnotations": dict(annotations),
         "externalURL": "http://alertmanager.demo:9093",
         "version": "4",
-        "groupKey": f'{{}}:{{alertname="HighErrorRate", service="{DEMO_SERVICE}"}}',
+        "groupKey": f'{route}:{{alertname="HighErrorRate", service="{DEMO_SERVICE}"}}',
         "truncatedAlerts": 0,
     }
 

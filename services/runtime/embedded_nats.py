@@ -71,8 +71,16 @@ class EmbeddedNats:
             str(ports_dir),
             *self.extra_args,
         ]
+        # Its own session: a signal to our process group (Ctrl-C, `timeout`, systemd, Kubernetes)
+        # must not stop the server before our services have drained and closed their connections;
+        # we stop it last, and PR_SET_PDEATHSIG stops it if we die without doing so.
         self._proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,
         )
         self.url = self._wait_ready(ports_dir)
         log.info("embedded nats-server ready at %s (store %s)", self.url, self.store_dir)

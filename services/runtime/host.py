@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import socket
@@ -15,6 +14,8 @@ from starlette.routing import BaseRoute
 
 from services.runtime.broker import check_reachable, make_broker
 from services.runtime.bus import Bus
+from services.runtime.credentials import describe_error, mask_credentials
+from services.runtime.data_dir import forget_local_state, lock_data_dir, write_local_state
 from services.runtime.embedded_nats import EmbeddedNats
 from services.runtime.http import build_http_app
 from services.runtime.observability import configure_tracing
@@ -23,7 +24,7 @@ from services.runtime.settings import Settings
 
 log = logging.getLogger("oncall.host")
 
-LOCAL_STATE_FILE = "local.json"
+SHUTDOWN_STEP_SECONDS = 5.0
 
 
 class HttpServerError(RuntimeError):
@@ -39,7 +40,10 @@ def bind_listener(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise HttpServerError(f"cannot serve HTTP on {host}:{port}: {exc.strerror}") from exc
+        raise HttpServerError(
+            f"cannot serve HTTP on {host}:{port}: {exc.strerror}; choose another port with --http-port "
+            "or ONCALL_HTTP_PORT (0 = any free port)"
+        ) from exc
     sock.listen(2048)
     sock.setblocking(False)
     return sock
@@ -62,12 +66,14 @@ class Host:
     services: Sequence[str]
     extra_routes: Sequence[BaseRoute] = ()
     on_ready: Callable[["Host"], Awaitable[None]] | None = None
+    nats_store: Path | None = None  # the embedded server's store; default <data dir>/nats
     nats_url: str = ""
     http_url: str = ""
     _embedded: EmbeddedNats | None = None
     _server: uvicorn.Server | None = None
     _parts: list[ServiceParts] = field(default_factory=list)
     _started: bool = False
+    _wrote_local_state: bool = False
 
     def stop(self) -> None:
         if self._server is not None:
@@ -75,17 +81,22 @@ class Host:
 
     async def run(self) -> None:
         settings = self.settings
-        if settings.nats_url:
-            self.nats_url = settings.nats_url
-        else:
-            self._embedded = EmbeddedNats(settings.data_dir / "nats")
-            self.nats_url = self._embedded.start()
+        # One process per embedded JetStream store.
+        lock = None if settings.nats_url else lock_data_dir(settings.data_dir)
         try:
+            if settings.nats_url:
+                self.nats_url = settings.nats_url
+            else:
+                self._embedded = EmbeddedNats(self.nats_store or settings.data_dir / "nats")
+                self.nats_url = self._embedded.start()
             await self._run_with_nats()
         finally:
             if self._embedded is not None:
                 self._embedded.stop()
-            self._forget_local_state()
+            if self._wrote_local_state:
+                forget_local_state(settings.data_dir)
+            if lock is not None:
+                lock.close()
 
     async def _run_with_nats(self) -> None:
         configure_tracing("oncall-" + "-".join(self.services))
@@ -126,16 +137,32 @@ class Host:
                 await asyncio.sleep(0.01)
             port = self._server.servers[0].sockets[0].getsockname()[1]
             self.http_url = f"http://{self.settings.http_host}:{port}"
-            self._write_local_state()
-            log.info("serving %s on %s (NATS %s)", ", ".join(self.services), self.http_url, self.nats_url)
+            write_local_state(self.settings.data_dir, self.nats_url, self.http_url)
+            self._wrote_local_state = True
+            log.info(
+                "serving %s on %s (NATS %s)",
+                ", ".join(self.services),
+                self.http_url,
+                mask_credentials(self.nats_url),
+            )
             if self.on_ready is not None:
                 await self.on_ready(self)
             await serving
         finally:
-            for parts in self._parts:
-                for hook in parts.on_stop:
-                    await hook()
-            await broker.stop()
+            await self._shut_down(broker)
+
+    async def _shut_down(self, broker: object) -> None:
+        """Stop hooks, then the broker; each step bounded and any failure one log line: a NATS that
+        is reconnecting (or gone) at shutdown must neither hang the stop nor print a traceback."""
+        steps = [hook for parts in self._parts for hook in parts.on_stop]
+        steps.append(broker.stop)  # type: ignore[attr-defined]
+        for step in steps:
+            try:
+                await asyncio.wait_for(step(), timeout=SHUTDOWN_STEP_SECONDS)
+            except Exception as exc:
+                log.warning(
+                    "while stopping (%s): %s", getattr(step, "__qualname__", step), describe_error(exc)
+                )
 
     def _readiness(self, broker: object) -> tuple[bool, str]:
         connection = getattr(broker, "_connection", None)
@@ -144,23 +171,3 @@ class Host:
         if connection is None or not connection.is_connected:
             return False, "NATS disconnected"
         return True, "ok"
-
-    @property
-    def _state_path(self) -> Path:
-        return self.settings.data_dir / LOCAL_STATE_FILE
-
-    def _write_local_state(self) -> None:
-        """Lets `oncall reply` in another terminal find this process's NATS."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self._state_path.write_text(json.dumps({"nats_url": self.nats_url, "http_url": self.http_url}))
-
-    def _forget_local_state(self) -> None:
-        self._state_path.unlink(missing_ok=True)
-
-
-def read_local_state(data_dir: Path) -> dict[str, str] | None:
-    path = data_dir / LOCAL_STATE_FILE
-    if not path.exists():
-        return None
-    state: dict[str, str] = json.loads(path.read_text())
-    return state

@@ -23,7 +23,8 @@ from services.contracts import subjects
 from services.contracts.models import HumanReplied, IncidentDiagnosed, incident_tag
 from services.runtime import demo
 from services.runtime.broker import check_reachable, nats_servers
-from services.runtime.host import Host, read_local_state
+from services.runtime.data_dir import read_local_state
+from services.runtime.host import Host
 from services.runtime.service import SERVICE_NAMES
 from services.runtime.settings import Settings
 
@@ -45,10 +46,30 @@ def free_port(host: str) -> int:
         return port
 
 
-def demo_settings(settings: Settings) -> Settings:
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def demo_port(settings: Settings, port_chosen: bool) -> int:
+    """The port the person chose (a busy one is then an error that says how to choose another);
+    else the default one when it is free, else any free port, said out loud."""
+    if settings.http_port and (port_chosen or port_is_free(settings.http_host, settings.http_port)):
+        return settings.http_port
+    port = free_port(settings.http_host)
+    if settings.http_port:
+        say(f"  port {settings.http_port} is busy: using {port} (choose one with --http-port)")
+    return port
+
+
+def demo_settings(settings: Settings, port: int) -> Settings:
     """The demo serves its own logs and Prometheus endpoints and code directory, and talks to
     itself with a fresh ingest token; Twilio/OpenAI/Jira settings, if any, are kept."""
-    port = settings.http_port or free_port(settings.http_host)
     base = f"http://{settings.http_host}:{port}{demo.DEMO_PREFIX}"
     code_dir = demo.install_demo_code(settings.data_dir / "demo" / "code")
     return settings.model_copy(
@@ -64,8 +85,8 @@ def demo_settings(settings: Settings) -> Settings:
     )
 
 
-async def run_demo(settings: Settings, once: bool) -> int:
-    settings = demo_settings(settings)
+async def run_demo(settings: Settings, once: bool, port_chosen: bool = False) -> int:
+    settings = demo_settings(settings, demo_port(settings, port_chosen))
     started = time.monotonic()
     diagnosed = asyncio.Event()
     background: list[asyncio.Task[None]] = []  # keeps the finishing task referenced
@@ -91,7 +112,9 @@ async def run_demo(settings: Settings, once: bool) -> int:
 
         await watcher.subscribe(f"{subjects.TOOLS_PREFIX}.>", cb=on_tool_request)
         await watcher.subscribe(subjects.INCIDENTS_DIAGNOSED, cb=on_diagnosed)
-        hook = demo.demo_alert_webhook(datetime.now(UTC))
+        # A run of its own each time: a new incident, diagnosed and messaged in full, whatever
+        # earlier runs in this directory left open or resolved.
+        hook = demo.demo_alert_webhook(datetime.now(UTC), run_id=secrets.token_hex(3))
         token = settings.ingest_token.get_secret_value() if settings.ingest_token else ""
         async with httpx.AsyncClient(timeout=10) as client:
             response = await client.post(
@@ -123,7 +146,8 @@ async def _finish(host: Host, watcher: Any, diagnosed: asyncio.Event, once: bool
 
 
 async def send_reply(settings: Settings, text: str, incident: str | None, wait_seconds: float) -> int:
-    """Publish the reply as the console channel's on-call person and print the agent's answers."""
+    """Publish the reply as the console channel's on-call person and print the agent's answers
+    to it, returning at the one that says no more will follow (or after `wait_seconds`)."""
     url = settings.nats_url
     if url is None:
         state = read_local_state(settings.data_dir)
@@ -138,18 +162,21 @@ async def send_reply(settings: Settings, text: str, incident: str | None, wait_s
         nats_servers(url), name="oncall-reply", connect_timeout=3, max_reconnect_attempts=1
     )
     answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    message_sid = f"CONSOLE{uuid.uuid4().hex[:27]}"
 
     async def on_out(msg: Msg) -> None:
-        await answers.put(json.loads(msg.data))
+        answer = json.loads(msg.data)
+        if isinstance(answer, dict) and answer.get("in_reply_to") == message_sid:
+            await answers.put(answer)  # other messages (other people's, diagnoses) are not ours
 
     await nc.subscribe(subjects.CONSOLE_OUT, cb=on_out)
     sender = settings.user_whatsapp_numbers[0] if settings.user_whatsapp_numbers else "console"
     reply = HumanReplied(
-        message_sid=f"CONSOLE{uuid.uuid4().hex[:27]}",
+        message_sid=message_sid,
         sender=sender,
         body=text,
         channel="console",
-        incident_id=incident,
+        incident_id=(incident or "").strip().lstrip("#") or None,  # "#a1b2c3" or "a1b2c3"
     )
     js = nc.jetstream()
     await js.publish(
@@ -157,19 +184,21 @@ async def send_reply(settings: Settings, text: str, incident: str | None, wait_s
     )
     say(f"→ sent as {sender}: {text}")
     got = 0
+    final = False
     deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline:
-        # After the first answer, wait a little for follow-ups (the ticket confirmation).
-        timeout = deadline - time.monotonic() if got == 0 else min(5.0, deadline - time.monotonic())
+    while not final and (left := deadline - time.monotonic()) > 0:
         try:
-            answer = await asyncio.wait_for(answers.get(), timeout=max(0.1, timeout))
+            answer = await asyncio.wait_for(answers.get(), timeout=left)
         except TimeoutError:
             break
         got += 1
+        final = not answer.get("follow_up_expected", False)
         say(f"← {answer.get('body', '')}")
     await nc.close()
     if got == 0:
         say(f"(no answer within {wait_seconds:.0f}s: is the notifier running in console mode?)")
         sys.stdout.flush()
         return 1
+    if not final:
+        say(f"(no further answer within {wait_seconds:.0f}s; the oncall terminal prints it when it comes)")
     return 0

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from services.runtime.credentials import mask_credentials
+
 current_incident: ContextVar[str | None] = ContextVar("current_incident", default=None)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(incident_suffix)s: %(message)s"
@@ -49,6 +51,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps({k: v for k, v in line.items() if v is not None}, ensure_ascii=False)
 
 
+class MaskingFormatter(logging.Formatter):
+    """Masks URL credentials in every formatted line (messages, arguments and tracebacks alike):
+    a NATS_URL with a password must not reach every pod's log while NATS is starting."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_credentials(self.inner.format(record))
+
+
 # HTTP client libraries that log every request at INFO (httpx: `HTTP Request: GET ... "HTTP/1.1
 # 200 OK"`, one line per tool call and model round; Twilio's SDK: eight lines per WhatsApp
 # message). Their requests are shown only at DEBUG; their warnings and errors always.
@@ -58,7 +72,8 @@ CHATTY_LOGGERS = ("httpx", "httpcore", "twilio.http_client")
 def configure_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    inner = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+    handler.setFormatter(MaskingFormatter(inner))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

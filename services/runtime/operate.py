@@ -1,7 +1,7 @@
 """Operating the bus from the product when the NATS CLI is missing: `oncall replay`, `oncall inspect`."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +10,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from services.contracts import streams
+from services.contracts import streams, subjects
 from services.contracts.models import AlertGroup, Conversation
 from services.runtime.broker import nats_servers
 
@@ -28,12 +28,26 @@ class Selection:
     subject: str | None = None
 
 
+DLQ_REASON_HEADER = "Oncall-Dlq-Reason"
+DLQ_ORIGINAL_SUBJECT_HEADER = "Oncall-Original-Subject"
+
+
 @dataclass(frozen=True)
 class StoredMessage:
     seq: int
     subject: str
     time: datetime | None
     data: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dead_letter_reason(self) -> str | None:
+        return self.headers.get(DLQ_REASON_HEADER)
+
+    @property
+    def replay_subject(self) -> str:
+        """Where a replay goes: a dead letter back to the subject it failed on, anything else to its own."""
+        return self.headers.get(DLQ_ORIGINAL_SUBJECT_HEADER) or self.subject
 
     @property
     def incident_id(self) -> str | None:
@@ -66,6 +80,17 @@ def selected(message: StoredMessage, selection: Selection) -> bool:
     return selection.incident is None or message.incident_id == selection.incident
 
 
+def forced_seqs(messages: list[StoredMessage]) -> set[int]:
+    """With --force, only the newest selected firing message of each incident is marked: one new
+    investigation per incident, however many alert messages it stored."""
+    newest: dict[str | None, int] = {}
+    for message in messages:
+        if message.replay_subject != subjects.ALERTS_FIRING:
+            continue
+        newest[message.incident_id] = max(newest.get(message.incident_id, 0), message.seq)
+    return set(newest.values())
+
+
 def with_force(data: bytes) -> bytes:
     """The same message, marked so that the diagnoser investigates it again."""
     body: dict[str, Any] = json.loads(data)
@@ -75,6 +100,8 @@ def with_force(data: bytes) -> bytes:
 
 async def stored_messages(js: JetStreamContext, selection: Selection) -> list[StoredMessage]:
     info = await js.stream_info(selection.stream)
+    if info.state.messages == 0:
+        return []  # an empty stream (the dead letters' normal state) reports first/last seq 0
     first = max(info.state.first_seq, selection.first_seq or 0)
     last = min(info.state.last_seq, selection.last_seq or info.state.last_seq)
     found = []
@@ -83,7 +110,7 @@ async def stored_messages(js: JetStreamContext, selection: Selection) -> list[St
             raw = await js.get_msg(selection.stream, seq)
         except nats.js.errors.NotFoundError:
             continue  # deleted or expired
-        message = StoredMessage(seq, raw.subject or "", raw.time, raw.data or b"")
+        message = StoredMessage(seq, raw.subject or "", raw.time, raw.data or b"", dict(raw.headers or {}))
         if selected(message, selection):
             found.append(message)
     return found
@@ -98,10 +125,11 @@ async def replay(url: str, selection: Selection, force: bool, dry_run: bool) -> 
         messages = await stored_messages(js, selection)
         if not dry_run:
             stamp = datetime.now().strftime("%Y%m%dT%H%M%S%f")
+            forced = forced_seqs(messages) if force else set()
             for message in messages:
-                data = with_force(message.data) if force else message.data
+                data = with_force(message.data) if message.seq in forced else message.data
                 await js.publish(
-                    message.subject,
+                    message.replay_subject,
                     data,
                     headers={
                         "Nats-Msg-Id": f"replay-{selection.stream}-{message.seq}-{stamp}",
@@ -150,7 +178,15 @@ def describe(conversation: Conversation) -> str:
     if conversation.acked_by:
         lines.append(f"  taken by: {conversation.acked_by}")
     if conversation.ticket_key:
-        lines.append(f"  ticket:   {conversation.ticket_key} {conversation.ticket_url or ''}")
+        lines.append(f"  ticket:   {conversation.ticket_key} {conversation.ticket_url or ''}".rstrip())
+    if conversation.ticket_error:
+        lines.append(f"  ticket failed: {conversation.ticket_error}")
+    for silence in conversation.silences:
+        verb = "silenced" if silence.action == "create" else "unsilenced"
+        until = f" until {silence.ends_at:%Y-%m-%d %H:%M} UTC" if silence.ends_at else ""
+        state = f"{verb}{until}" if silence.ok else f"{verb.removesuffix('d')} refused: {silence.outcome}"
+        ident = f" (silence {silence.silence_id})" if silence.silence_id else ""
+        lines.append(f"  {silence.at:%H:%M:%S} {state} by {silence.by}{ident}")
     for turn in conversation.turns:
         lines.append(f"  {turn.at:%H:%M:%S} {turn.sender}: {turn.text}")
         if turn.answer:

@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -33,7 +34,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".oncall"), alias="ONCALL_DATA_DIR")
     http_host: str = Field(default="127.0.0.1", alias="ONCALL_HTTP_HOST")
     http_port: int = Field(default=8080, alias="ONCALL_HTTP_PORT")
-    log_level: str = Field(default="INFO", alias="ONCALL_LOG_LEVEL")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", alias="ONCALL_LOG_LEVEL"
+    )
     log_format: Literal["text", "json"] = Field(default="text", alias="ONCALL_LOG_FORMAT")
 
     # alert_ingest
@@ -99,6 +102,28 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [normalize_phone(part) for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        """A mistyped OPENAI_BASE_URL would only show as a failing model at the first incident:
+        refuse it at start, in one line. Empty means unset (the SDK's default)."""
+        if value is None or not value.strip():
+            return None
+        try:
+            parts = urlsplit(value.strip())
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:  # e.g. "http://[::1" or a port that is not a number
+            valid = False
+        if not valid:
+            # The variable and the value are named beside the message (`oncall: OPENAI_BASE_URL: ...`).
+            raise ValueError("must be an http(s) URL such as https://api.openai.com/v1")
+        return value.strip()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_name(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("twilio_whatsapp_number")
     @classmethod
