@@ -78,3 +78,46 @@ async def _wait(predicate: object, seconds: float) -> bool:
             return True
         await asyncio.sleep(0.1)
     return False
+
+
+def test_dead_letters_are_listed_with_their_reason_and_replayed_to_their_original_subject(
+    clean_bus: str, tmp_path: Path
+) -> None:
+    env = {**SETTINGS, "NATS_URL": clean_bus}
+    with oncall_up(env, tmp_path):
+        # Empty: the dead-letter stream's normal state.
+        empty = run_oncall(["replay", "--stream", "ONCALL_DLQ", "--dry-run"], env)
+        assert empty.returncode == 0, empty.stderr
+        assert "would re-publish 0 message(s)" in empty.stdout and "Traceback" not in empty.stderr
+
+        asyncio.run(publish_raw(clean_bus, subjects.ALERTS_FIRING, b'{"this is": "not an alert group"}'))
+        listed = ""
+        for _ in range(100):
+            listed = run_oncall(["replay", "--stream", "ONCALL_DLQ", "--dry-run"], env).stdout
+            if "would re-publish 1 message" in listed:
+                break
+        assert "-> oncall.alerts.firing" in listed and "reason='invalid AlertGroup" in listed, listed
+
+        replayed = run_oncall(["replay", "--stream", "ONCALL_DLQ"], env)
+        assert "re-published 1 message" in replayed.stdout, replayed.stdout + replayed.stderr
+        alerts = run_oncall(["replay", "--dry-run"], env).stdout
+        # The original, and the replay on the same subject it failed on (not back into ONCALL_DLQ).
+        assert alerts.count("ONCALL_ALERTS #") == 2 and "would re-publish 2" in alerts, alerts
+
+
+def test_a_forced_replay_of_an_incident_gives_exactly_one_new_diagnosis(
+    clean_bus: str, fixtures_dir: Path, tmp_path: Path
+) -> None:
+    raw = (fixtures_dir / "alertmanager_webhook_real.json").read_bytes()
+    group = AlertGroup.model_validate_json(raw)
+    incident = incident_id_for(group.group_key, group.alerts[0].starts_at)
+    env = {**SETTINGS, "NATS_URL": clean_bus}
+    with oncall_up(env, tmp_path) as oncall:
+        for _ in range(3):  # Alertmanager re-sending the group: three stored messages, one incident
+            asyncio.run(publish_raw(clean_bus, subjects.ALERTS_FIRING, raw))
+        oncall.wait_for_output("Incident diagnosis", timeout=30)
+        forced = run_oncall(["replay", "--incident", incident, "--force"], env)
+        assert "re-published 3 message(s) with force" in forced.stdout, forced.stdout + forced.stderr
+        assert asyncio.run(_wait(lambda: diagnoses_printed(oncall.stdout) >= 2, 20)), oncall.stdout[-2000:]
+        asyncio.run(asyncio.sleep(3))  # time for any further (wrong) diagnosis to show up
+        assert diagnoses_printed(oncall.stdout) == 2
