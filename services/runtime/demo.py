@@ -10,7 +10,10 @@ line), the load balancer's recent logs, Prometheus numbers, and the Alertmanager
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import shutil
+import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -95,14 +98,58 @@ _ALERT_EXPR = (
 )
 
 
-def install_demo_code(target_dir: Path) -> Path:
+def install_demo_code(target_dir: Path, now: datetime | None = None) -> Path:
     """Write the demo service's source tree into `target_dir` (the code dir root) and return it.
 
     Reads through importlib.resources so it works from an installed wheel; existing files
-    are overwritten, which restores the bug if someone "fixed" a previous copy.
+    are overwritten, which restores the bug if someone "fixed" a previous copy. Where git is
+    installed, the tree gets a short history whose newest commit brought the bug, as a real
+    checkout would (the diagnosis then names that commit).
     """
     _copy_tree(_ASSETS, target_dir)
+    if shutil.which("git"):
+        shutil.rmtree(target_dir / ".git", ignore_errors=True)  # each run: the bug arrived just now
+        _write_history(target_dir, _as_utc(now or datetime.now(UTC)))
     return target_dir
+
+
+# The lookup as it was before the newest commit: with a fallback for SKUs the cache lacks.
+_CACHED_LOOKUP = (
+    "    entry = _STOCK_CACHE.get(sku)\n"
+    "    # Every SKU on sale is warmed into the cache at startup, so no warehouse DB round trip here.\n"
+)
+_LOOKUP_WITH_FALLBACK = (
+    "    entry = _STOCK_CACHE.get(sku) or _WAREHOUSE_DB.stock_row(sku)\n"
+    "    # SKUs the cache has not seen yet (new in the catalog) come from the warehouse DB.\n"
+)
+# (hours before now, message, whether the lookup is still the old one)
+_HISTORY = (
+    (26 * 24, "inventory: reservations API with per-order caps", True),
+    (0.75, "inventory: serve reservations from the warm stock cache (no DB round trip)", False),
+)
+
+
+def _write_history(code_dir: Path, now: datetime) -> None:
+    """`git init` and commit the demo file twice: before and after the cache change."""
+    path = code_dir / DEMO_BUGGY_FILE
+    final = path.read_text(encoding="utf-8")
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_SYSTEM": os.devnull, "LC_ALL": "C"}
+
+    def git(*args: str, when: datetime | None = None) -> None:
+        stamp = {"GIT_AUTHOR_DATE": when.isoformat(), "GIT_COMMITTER_DATE": when.isoformat()} if when else {}
+        subprocess.run(["git", *args], cwd=code_dir, env={**env, **stamp}, check=True, capture_output=True)
+
+    try:
+        git("init", "-q", "-b", "main")
+        for hours_ago, message, with_fallback in _HISTORY:
+            text = final.replace(_CACHED_LOOKUP, _LOOKUP_WITH_FALLBACK) if with_fallback else final
+            path.write_text(text, encoding="utf-8")
+            git("add", "-A")
+            author = ("-c", "user.name=Dana Whitfield", "-c", "user.email=dana@shop.example")
+            git(*author, "commit", "-q", "-m", message, when=now - timedelta(hours=hours_ago))
+    except (OSError, subprocess.CalledProcessError):
+        shutil.rmtree(code_dir / ".git", ignore_errors=True)  # no history: the demo runs without it
+        path.write_text(final, encoding="utf-8")
 
 
 def _copy_tree(src: Traversable, dest: Path) -> None:

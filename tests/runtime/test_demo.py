@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import runpy
+import subprocess
 import traceback
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -53,8 +54,30 @@ def real_failure(buggy_file: Path) -> traceback.FrameSummary:
 
 def test_install_writes_only_the_service_module(tmp_path: Path) -> None:
     code_dir = install_demo_code(tmp_path)
-    written = sorted(p.relative_to(code_dir).as_posix() for p in code_dir.rglob("*") if p.is_file())
+    written = sorted(
+        p.relative_to(code_dir).as_posix()
+        for p in code_dir.rglob("*")
+        if p.is_file() and ".git" not in p.parts
+    )
     assert written == [DEMO_BUGGY_FILE]
+
+
+def test_the_newest_commit_brought_the_bug_minutes_ago(tmp_path: Path) -> None:
+    """The demo checkout has a history, so the diagnosis can name the change that broke it."""
+    code_dir = install_demo_code(tmp_path, now=NOW)
+    log = subprocess.run(
+        ["git", "log", "--format=%cI %s", "-p", "--", DEMO_BUGGY_FILE],
+        cwd=code_dir, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    newest = log.splitlines()[0]
+    assert "warm stock cache" in newest
+    assert NOW - timedelta(hours=1) < datetime.fromisoformat(newest.split()[0]) < NOW
+    assert "-    entry = _STOCK_CACHE.get(sku) or _WAREHOUSE_DB.stock_row(sku)" in log
+    assert "+    entry = _STOCK_CACHE.get(sku)\n" in log + "\n"
+    assert (
+        subprocess.run(["git", "status", "--porcelain"], cwd=code_dir, capture_output=True, text=True).stdout
+        == ""
+    )
 
 
 def test_installed_code_raises_type_error_at_the_buggy_line(
