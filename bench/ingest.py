@@ -54,9 +54,7 @@ from support.processes import PRODUCT_ENV_PREFIXES
 
 ONCALL = str(Path(sys.executable).with_name("oncall"))
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_FIXTURE = (
-    REPO_ROOT.parent / "shared" / "reference" / "fixtures" / "alertmanager" / "alertmanager_webhook_real.json"
-)
+DEFAULT_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "alertmanager" / "alertmanager_webhook_real.json"
 REQUEST_TIMEOUT_SECONDS = 10.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

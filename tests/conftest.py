@@ -19,8 +19,13 @@ from services.runtime.embedded_nats import EmbeddedNats
 
 sys.path.insert(0, str(Path(__file__).parent))  # `from fakes import ...`, `from support import ...`
 
+from support.fixture_files import ALERTMANAGER_FIXTURES
+
+# Fails the run when a process a test started is still alive at the end (see the module).
+pytest_plugins = ["support.leftovers"]
+
 log = logging.getLogger("tests")
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "fixtures" / "alertmanager"
+FIXTURES = ALERTMANAGER_FIXTURES
 
 
 def _docker_engine_answers() -> bool:
@@ -41,9 +46,11 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with NatsContainer("nats:2.11-alpine", jetstream=True) as container:
             yield container.nats_uri()
         return
-    server = EmbeddedNats(tmp_path_factory.mktemp("nats"))
-    yield server.start()
-    server.stop()
+    from support.leftovers import exempt  # imported once pytest_plugins registered it
+
+    with EmbeddedNats(tmp_path_factory.mktemp("nats")) as server:
+        exempt(server.pid)  # the session's own server, stopped when the session ends
+        yield server.url
 
 
 @pytest_asyncio.fixture

@@ -1,4 +1,4 @@
-"""The one client of Alertmanager's v2 API: silences (external-apis.md §1.4)."""
+"""The one client of Alertmanager's v2 API: silences (docs/vendor-contracts.md §1.4)."""
 
 from datetime import UTC, datetime, timedelta
 

@@ -1,6 +1,6 @@
 """WhatsApp through the Twilio Messages API: the one module that talks to Twilio.
 
-The SDK does not retry (external-apis.md §3.4), so a send retries Twilio's 429 and 5xx itself,
+The SDK does not retry (docs/vendor-contracts.md §3.4), so a send retries Twilio's 429 and 5xx itself,
 with jittered exponential backoff, honouring Retry-After, within a small budget; beyond that the
 consumer's redelivery takes over. Everything else Twilio refuses is final for that message.
 """

@@ -1,4 +1,4 @@
-"""Jira Cloud REST v3 client: one class, a few verbs, one retry policy (external-apis.md §4).
+"""Jira Cloud REST v3 client: one class, a few verbs, one retry policy (docs/vendor-contracts.md §4).
 
 Auth is basic `email:api_token`; the token lives only inside the httpx client and is never
 logged nor put in an error message.

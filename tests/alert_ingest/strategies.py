@@ -1,6 +1,6 @@
 """Hypothesis strategies for Alertmanager webhooks (v4) and for requests to `POST /alerts`.
 
-Valid webhooks are shaped like the ones Alertmanager really sends (external-apis.md §1.1 and
+Valid webhooks are shaped like the ones Alertmanager really sends (docs/vendor-contracts.md §1.1 and
 the captured fixtures): Go's RFC3339Nano timestamps, `endsAt` as Go's zero time, per-alert
 statuses mixed in one group, empty annotations and generatorURL, unicode label names (Prometheus
 3) and values, `truncatedAlerts`, and fields this product does not know. Hostile bodies are

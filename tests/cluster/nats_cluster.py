@@ -2,12 +2,14 @@
 
 What the Kubernetes StatefulSet runs (deploy/k8s/nats/nats.conf), without Kubernetes: one cluster
 `oncall`, every server routing to the other two, each with its own client, route and monitoring
-port and its own store. Servers are stopped by their process id, never by name.
+port and its own store. Each server runs in a process group of its own, which is what gets signalled:
+never a process by name.
 """
 
 import asyncio
 import contextlib
 import ctypes
+import os
 import signal
 import subprocess
 import time
@@ -21,7 +23,7 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.js import api
-from support.processes import free_port
+from support.processes import end_process_group, free_port, start_process
 
 from services.runtime.embedded_nats import nats_server_binary
 
@@ -91,24 +93,19 @@ class NatsNode:
             "--routes",
             ",".join(routes),
         ]
-        self.proc = subprocess.Popen(
+        self.proc = start_process(
             args, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
         )
 
     def kill(self) -> None:
         """SIGKILL: the server vanishes without telling anyone, like a node that loses power."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            end_process_group(self.proc, timeout=10)
         if self._log is not None:
             self._log.close()
             self._log = None

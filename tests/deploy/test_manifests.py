@@ -5,8 +5,6 @@ images, replicas, settings and secrets all provided, network flows, the public s
 from __future__ import annotations
 
 import ipaddress
-import shutil
-import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,8 @@ from k8s_render import (
     selects,
 )
 from nats_permissions import parse_nats_conf, password_variable
+from support.binaries import require_binary
+from support.processes import run_process
 
 from services.runtime.broker import make_broker
 from services.runtime.bus import Bus
@@ -617,13 +617,9 @@ def test_alertmanager_config_resource_says_the_same() -> None:
     assert crd_webhook["httpConfig"]["authorization"]["type"] == "Bearer"
 
 
-@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool not installed (CI installs Alertmanager)")
 def test_alertmanager_receiver_passes_amtool(tmp_path: Path) -> None:
-    result = subprocess.run(
-        ["amtool", "check-config", str(DEPLOY_DIR / "alertmanager" / "receiver.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    amtool = require_binary("amtool")
+    result = run_process(
+        [amtool, "check-config", str(DEPLOY_DIR / "alertmanager" / "receiver.yaml")], timeout=30
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -37,7 +37,7 @@ from nats_permissions import (
     password_variable,
     permissions_in_conf,
 )
-from support.processes import OncallProcess
+from support.processes import OncallProcess, process_group, run_process
 
 from services.contracts import consumers, streams, subjects
 from services.contracts.models import HumanReplied
@@ -216,13 +216,8 @@ def test_nats_conf_passes_the_real_nats_server(tmp_path: Path) -> None:
     StatefulSet does not set fails here)."""
     for name in ("nats.conf", "auth.conf"):
         (tmp_path / name).write_text((K8S_DIR / "nats" / name).read_text())
-    result = subprocess.run(
-        [str(nats_server_binary()), "-c", str(tmp_path / "nats.conf"), "-t"],
-        env=_nats_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    result = run_process(
+        [str(nats_server_binary()), "-c", str(tmp_path / "nats.conf"), "-t"], timeout=30, env=_nats_env()
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("nats.conf", "auth.conf"):
@@ -243,16 +238,16 @@ def nats_with_our_users(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     ports_dir.mkdir()
     log = tmp_path / "nats.log"
     env = {password_variable(user): password for user, password in PASSWORDS.items()}
-    proc = subprocess.Popen(
+    with process_group(
         [
             str(nats_server_binary()),
             *("-c", str(tmp_path / "test.conf")),
             *("-a", "127.0.0.1", "-p", "-1", "-js", "-sd", str(tmp_path / "js")),
             *("--ports_file_dir", str(ports_dir), "-l", str(log)),
         ],
+        timeout=10,
         env=env,
-    )
-    try:
+    ) as proc:
         deadline = time.monotonic() + 10
         while not list(ports_dir.glob("*.ports")):
             assert proc.poll() is None, log.read_text() if log.exists() else "nats-server exited"
@@ -260,9 +255,6 @@ def nats_with_our_users(tmp_path: Path) -> Iterator[tuple[int, Path]]:
             time.sleep(0.02)
         port = int(json.loads(next(ports_dir.glob("*.ports")).read_text())["nats"][0].rpartition(":")[2])
         yield port, log
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _service_settings(service: str, port: int, data_dir: Path) -> dict[str, str]:
@@ -336,9 +328,11 @@ async def test_a_whole_incident_runs_under_these_users_without_a_violation(
     the rest); one too many is caught by the static tests above."""
     failure: Exception | None = None
     webhook = (fixtures_dir / "alertmanager_webhook_real.json").read_bytes()
-    with nats_with_our_users(tmp_path) as (port, log):
-        processes = [
-            OncallProcess(["run", service], _service_settings(service, port, tmp_path), tmp_path)
+    with nats_with_our_users(tmp_path) as (port, log), contextlib.ExitStack() as owned:
+        processes = [  # each one stopped on the way out, even if a later one fails to start
+            owned.enter_context(
+                OncallProcess(["run", service], _service_settings(service, port, tmp_path), tmp_path)
+            )
             for service in all_services()
         ]
         try:

@@ -5,13 +5,13 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import nats
 import pytest_asyncio
 from fakes import FakeOpenAI
 from nats.aio.client import Client
+from support.fixture_files import ALERTMANAGER_FIXTURES
 
 from services.contracts import subjects
 from services.contracts.models import AlertGroup, ToolRequest, ToolResult
@@ -22,7 +22,7 @@ from services.runtime.broker import make_broker
 from services.runtime.bus import Bus
 from services.runtime.settings import Settings
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "fixtures" / "alertmanager"
+FIXTURES = ALERTMANAGER_FIXTURES
 
 Answer = dict[str, Any] | ToolResult | Callable[[dict[str, Any]], dict[str, Any] | ToolResult]
 

@@ -1,4 +1,4 @@
-"""Fake vendor HTTP servers for end-to-end tests; each follows the contract in external-apis.md."""
+"""Fake vendor HTTP servers for end-to-end tests; each follows the contract in docs/vendor-contracts.md."""
 
 from .base import FakeHTTPServer, RecordedRequest
 from .github_fake import FakeGitHub

@@ -1,4 +1,4 @@
-"""Fake GitHub REST contents and commits endpoints (external-apis.md §5) for one repository and ref."""
+"""Fake GitHub REST contents and commits endpoints of one repository and ref (docs/vendor-contracts.md §5)."""
 
 from __future__ import annotations
 

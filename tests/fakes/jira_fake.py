@@ -1,4 +1,4 @@
-"""Fake Jira Cloud REST v3 (external-apis.md §4): issues, comments, assignees, transitions and the
+"""Fake Jira Cloud REST v3 (docs/vendor-contracts.md §4): issues, comments, assignees, transitions and the
 label search, validated the way Jira Cloud does it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fake OpenAI Chat Completions API (external-apis.md §6), answering from a script of steps."""
+"""Fake OpenAI Chat Completions API (docs/vendor-contracts.md §6), answering from a script of steps."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fake Prometheus HTTP API (external-apis.md §2): instant and range queries answered from a table."""
+"""Fake Prometheus HTTP API (docs/vendor-contracts.md §2): instant and range queries answered from a table."""
 
 from __future__ import annotations
 

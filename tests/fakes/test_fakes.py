@@ -1,4 +1,4 @@
-"""Each fake, driven by the real client the product uses, behaves per external-apis.md."""
+"""Each fake, driven by the real client the product uses, behaves per docs/vendor-contracts.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fake Twilio Messages API (external-apis.md §3.3); set client.api.base_url = fake.url."""
+"""Fake Twilio Messages API (docs/vendor-contracts.md §3.3); set client.api.base_url = fake.url."""
 
 from __future__ import annotations
 

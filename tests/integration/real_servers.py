@@ -9,8 +9,9 @@
 - `BusWatch`: what the product did on NATS (streams, KV, and every publish on `oncall.alerts.>`,
   including Alertmanager's repeats that JetStream drops as duplicates).
 
-Configs are written as JSON, which both servers read as YAML. Every process started here is
-stopped by its PID.
+Configs are written as JSON, which both servers read as YAML. Every server started here runs in
+a process group of its own, ended when its context manager exits. Without the binaries the tests
+skip (with ONCALL_REQUIRE_INTEGRATION=1 they fail): see tests/support/binaries.py.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import shutil
 import subprocess
 import threading
 import time
@@ -32,7 +32,6 @@ from typing import Any, Final, TypeVar, overload
 import httpx
 import nats
 import nats.js.errors
-import pytest
 from fakes import FakeTwilio
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -40,7 +39,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
-from support.processes import free_port
+from support.binaries import require_binary
+from support.processes import end_process_group, free_port, start_process
 
 from services.contracts import streams, subjects
 from services.contracts.models import Conversation, GroupIndexEntry, group_hash
@@ -51,19 +51,6 @@ READY_TIMEOUT_SECONDS: Final = 20.0
 STOP_TIMEOUT_SECONDS: Final = 10.0
 
 T = TypeVar("T")
-
-
-def binary(name: str) -> str:
-    """The path of a server binary; a clear failure (never a skip) when it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(
-            f"`{name}` is not on PATH. The integration tests run a real Prometheus and Alertmanager: "
-            "install the Debian packages `prometheus` and `prometheus-alertmanager` "
-            "(CI does it in .ci/run).",
-            pytrace=False,
-        )
-    return path
 
 
 @overload
@@ -98,16 +85,16 @@ async def until(
 
 
 class ServerProcess:
-    """A server binary in a child process, its output in a log file, stopped by PID."""
+    """A server binary in a child process, its output in a log file; `stop` ends its process group."""
 
     def __init__(self, name: str, args: list[str], port: int, workdir: Path) -> None:
-        executable = binary(name)
+        executable = require_binary(name)
         self.name = name
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = workdir / f"{name}-{port}.log"
         self._log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
+        self.proc = start_process(
             [executable, *args], cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT
         )
 
@@ -129,14 +116,10 @@ class ServerProcess:
         raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.logs[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM to this PID only
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        try:
+            end_process_group(self.proc, STOP_TIMEOUT_SECONDS)
+        finally:
+            self._log.close()
 
 
 # --- Alertmanager -----------------------------------------------------------------------

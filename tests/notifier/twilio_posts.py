@@ -22,7 +22,7 @@ INTERNAL_BASE = "http://notifier.oncall.svc:8080"
 
 
 def twilio_form(body: str = "status", sender: str = SENDER, **extra: str) -> dict[str, str]:
-    """A WhatsApp reply as Twilio posts it (external-apis.md §3.1)."""
+    """A WhatsApp reply as Twilio posts it (docs/vendor-contracts.md §3.1)."""
     sid = "SM" + uuid.uuid4().hex
     return {
         "SmsMessageSid": sid,
@@ -45,7 +45,7 @@ def twilio_form(body: str = "status", sender: str = SENDER, **extra: str) -> dic
 
 
 def status_form(message_sid: str, status: str, to: str = SENDER, **extra: str) -> dict[str, str]:
-    """A status callback of one of our messages (external-apis.md §3.3)."""
+    """A status callback of one of our messages (docs/vendor-contracts.md §3.3)."""
     return {
         "MessageSid": message_sid,
         "SmsSid": message_sid,

@@ -29,8 +29,9 @@ def test_a_bad_setting_is_reported_by_name() -> None:
 
 
 def test_one_service_alone_serves_its_routes_health_and_metrics(clean_bus: str, tmp_path: Path) -> None:
-    ingest = OncallProcess(["run", "alert_ingest"], {"NATS_URL": clean_bus, "INGEST_TOKEN": "t"}, tmp_path)
-    try:
+    with OncallProcess(
+        ["run", "alert_ingest"], {"NATS_URL": clean_bus, "INGEST_TOKEN": "t"}, tmp_path
+    ) as ingest:
         ingest.wait_ready()
         assert httpx.get(ingest.url + "/healthz").status_code == 200
         metrics = httpx.get(ingest.url + "/metrics").text
@@ -38,22 +39,20 @@ def test_one_service_alone_serves_its_routes_health_and_metrics(clean_bus: str, 
         # Another service's route is not served by this one.
         assert httpx.post(ingest.url + "/webhook/twilio").status_code == 404
         assert httpx.get(ingest.url + "/alerts").status_code == 405
-    finally:
         assert ingest.stop() == 0
 
 
-def test_readiness_and_intake_follow_nats(tmp_path: Path) -> None:
+def test_readiness_and_intake_follow_nats(tmp_path: Path, fixtures_dir: Path) -> None:
     """While NATS is down /readyz says 503 and /alerts answers 503 (Alertmanager retries 5xx),
     /healthz stays 200 (no restart storm); when NATS is back, so is the service."""
-    server = EmbeddedNats(tmp_path / "nats")
-    url = server.start()
-    ingest = OncallProcess(["run", "alert_ingest"], {"NATS_URL": url, "INGEST_TOKEN": "t"}, tmp_path)
-    hook = (
-        Path(__file__).resolve().parents[3] / "shared/reference/fixtures/alertmanager/"
-        "alertmanager_webhook_real.json"
-    ).read_bytes()
+    hook = (fixtures_dir / "alertmanager_webhook_real.json").read_bytes()
     headers = {"Authorization": "Bearer t", "Content-Type": "application/json"}
-    try:
+    with (
+        EmbeddedNats(tmp_path / "nats") as server,
+        OncallProcess(
+            ["run", "alert_ingest"], {"NATS_URL": server.url, "INGEST_TOKEN": "t"}, tmp_path
+        ) as ingest,
+    ):
         ingest.wait_ready()
         server.stop()
         deadline = time.monotonic() + 10
@@ -64,6 +63,3 @@ def test_readiness_and_intake_follow_nats(tmp_path: Path) -> None:
         assert (
             httpx.post(ingest.url + "/alerts", content=hook, headers=headers, timeout=15).status_code == 503
         )
-    finally:
-        ingest.stop()
-        server.stop()

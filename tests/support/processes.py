@@ -1,15 +1,26 @@
-"""Runs the product as a user does: the `oncall` command in a child process."""
+"""Runs the product as a user does: the `oncall` command in a child process.
+
+Every process a test starts goes through `start_process` (or `run_process`): it runs in a process
+group of its own, and whoever starts it ends that whole group with `end_process_group` when done,
+also when the test fails (a `with` block or a fixture's teardown). tests/support/leftovers.py
+fails the run if anything is still alive when the session ends.
+"""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
 
 import httpx
+
+from support.proc_table import group_members
 
 # The console script a user runs, from the same environment as the tests.
 ONCALL = [str(Path(sys.executable).with_name("oncall"))]
@@ -30,6 +41,79 @@ PRODUCT_ENV_PREFIXES = (
     "PROM_URL",
     "CODE_DIR",
 )
+
+
+STOP_TIMEOUT_SECONDS = 15.0
+KILL_TIMEOUT_SECONDS = 5.0
+
+
+def start_process(args: Sequence[str], **popen: Any) -> subprocess.Popen[Any]:
+    """`subprocess.Popen` in a new session, hence a process group of its own (its id is the pid),
+    so that `end_process_group` reaches whatever it starts too."""
+    return subprocess.Popen(list(args), start_new_session=True, **popen)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with suppress(ProcessLookupError):  # nobody left in the group
+        os.killpg(pgid, signum)
+
+
+def _group_gone(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while group_members(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def end_process_group(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT_SECONDS) -> int:
+    """Ends the process group `proc` leads (started by `start_process`): SIGTERM to the whole group,
+    up to `timeout` s for all of it to exit, then SIGKILL to what is left. Returns the leader's exit
+    code (negative: the signal that ended it). Safe to call again, and after the leader exited."""
+    pgid = proc.pid
+    with suppress(ProcessLookupError):
+        if os.getpgid(pgid) != pgid:
+            raise ValueError(f"{proc.args!r} does not lead a process group: start it with start_process")
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=timeout)
+    if proc.poll() is None or not _group_gone(pgid, max(0.0, deadline - time.monotonic())):
+        _signal_group(pgid, signal.SIGKILL)
+        proc.wait(timeout=KILL_TIMEOUT_SECONDS)
+        if not _group_gone(pgid, KILL_TIMEOUT_SECONDS):
+            left = ", ".join(f"{p.pid} {p.command}" for p in group_members(pgid))
+            raise RuntimeError(f"process group {pgid} survived SIGKILL: {left}")
+    return proc.returncode
+
+
+@contextmanager
+def process_group(
+    args: Sequence[str], timeout: float = STOP_TIMEOUT_SECONDS, **popen: Any
+) -> Iterator[subprocess.Popen[Any]]:
+    """`start_process(args)` for the block; its whole group ended afterwards, however the block ends."""
+    proc = start_process(args, **popen)
+    try:
+        yield proc
+    finally:
+        end_process_group(proc, timeout)
+
+
+def run_process(
+    args: Sequence[str], timeout: float = 60.0, check: bool = False, **popen: Any
+) -> subprocess.CompletedProcess[str]:
+    """`subprocess.run(args, capture_output=True, text=True)` in a process group of its own, which is
+    ended afterwards even if the command left something running or timed out (TimeoutExpired)."""
+    with start_process(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        finally:
+            end_process_group(proc)
+    done = subprocess.CompletedProcess(list(args), proc.returncode, stdout, stderr)
+    if check:
+        done.check_returncode()
+    return done
 
 
 def free_port() -> int:
@@ -55,7 +139,7 @@ class OncallProcess:
         self.stderr_path = log_dir / f"oncall-{self.port}.err"
         self._stdout = self.stdout_path.open("w")
         self._stderr = self.stderr_path.open("w")
-        self.proc = subprocess.Popen(
+        self.proc = start_process(
             [*ONCALL, *args],
             cwd=REPO_ROOT,
             env=product_env(self.settings),
@@ -94,16 +178,20 @@ class OncallProcess:
         raise TimeoutError(f"{text!r} not printed within {timeout}s; stdout:\n{self.stdout[-3000:]}")
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._stdout.close()
-        self._stderr.close()
-        return self.proc.returncode
+        """SIGTERM to its process group, SIGKILL after 15 s; its exit code. Safe to call twice."""
+        try:
+            return end_process_group(self.proc)
+        finally:
+            self._stdout.close()
+            self._stderr.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
 
 
 @contextmanager
@@ -120,12 +208,4 @@ def oncall_up(settings: dict[str, str], log_dir: Path) -> Iterator[OncallProcess
 def run_oncall(
     args: list[str], settings: dict[str, str], timeout: float = 60.0
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*ONCALL, *args],
-        cwd=REPO_ROOT,
-        env=product_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_process([*ONCALL, *args], timeout, cwd=REPO_ROOT, env=product_env(settings))

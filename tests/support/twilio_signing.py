@@ -17,7 +17,7 @@ def post_signed_reply(
 def whatsapp_reply(
     sender: str, body: str, message_sid: str, account_sid: str, **extra: str
 ) -> dict[str, str]:
-    """The form fields of a real inbound WhatsApp message (external-apis.md §3.1)."""
+    """The form fields of a real inbound WhatsApp message (docs/vendor-contracts.md §3.1)."""
     return {
         "SmsMessageSid": message_sid,
         "NumMedia": "0",

@@ -3,9 +3,11 @@ its required and only its declared query parameters, and the JSON body against t
 (types, $ref/allOf, required, closed objects, read-only properties, enums, lengths). Then what Jira Cloud
 demands beyond the schema: ADF for rich text, users by accountId only.
 
-The stored document (a 2023 copy) predates `POST /rest/api/3/search/jql`, which replaced the legacy search
-in 2024; that operation's body (`SearchAndReconcileRequestBean`) is added here as Atlassian's current
-document declares it.
+The document is tests/fixtures/jira/jira-cloud-v3-openapi.json: the operations the product uses, cut out
+of Atlassian's public document with every component they reference (see the README there); an operation
+missing from it is reported as missing, so a new one the product starts to use must be added there.
+That copy (2023) predates `POST /rest/api/3/search/jql`, which replaced the legacy search in 2024; that
+operation's body (`SearchAndReconcileRequestBean`) is added here as Atlassian's current document declares it.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from fakes.base import RecordedRequest
 from fakes.jira_fake import is_adf_document
+from support.fixture_files import JIRA_FIXTURES
 
-OPENAPI = Path("/work/shared/reference/jira-cloud-v3-openapi.json")
+OPENAPI = JIRA_FIXTURES / "jira-cloud-v3-openapi.json"
 
 _SEARCH_JQL_BEAN: dict[str, Any] = {
     "type": "object",
@@ -69,7 +71,7 @@ def request_problems(req: RecordedRequest) -> list[str]:
     where = f"{req.method} {req.path}"
     found = _operation(req.method, req.path)
     if found is None:
-        return [f"{where}: no such operation in the Jira Cloud REST v3 document"]
+        return [f"{where}: no such operation in the Jira Cloud REST v3 document ({OPENAPI.name})"]
     template, operation = found
     problems = _parameter_problems(req, operation, where)
     body = req.json() if req.body else None

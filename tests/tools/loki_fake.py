@@ -1,4 +1,4 @@
-"""Fake Grafana Loki `GET /loki/api/v1/query_range` for log queries (external-apis.md §7).
+"""Fake Grafana Loki `GET /loki/api/v1/query_range` for log queries (docs/vendor-contracts.md §7).
 
 Follows the documented contract: a LogQL stream selector with optional line filters; `start`
 and `end` as nanosecond epochs or RFC 3339 (end exclusive, defaults now-1h and now); `limit`

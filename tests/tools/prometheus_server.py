@@ -6,7 +6,6 @@ service, growing at fixed rates from its start, so a test knows the rates Promet
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Mapping
@@ -16,9 +15,9 @@ from typing import Self
 
 import httpx
 from fakes.base import FakeHTTPServer, RecordedRequest, Response
-from support.processes import free_port
+from support.binaries import require_binary
+from support.processes import end_process_group, free_port, start_process
 
-PROMETHEUS = shutil.which("prometheus")
 SCRAPE_SECONDS = 1
 READY_TIMEOUT_SECONDS = 20.0
 # (requests/s, errors/s) per service; None: that counter has no series at all.
@@ -55,11 +54,11 @@ class CounterExporter(FakeHTTPServer):
 
 
 class RealPrometheus:
-    """Started on a free loopback port with a generated config; stopped by its own pid."""
+    """Started on a free loopback port with a generated config, in a process group of its own that
+    `stop` ends. Without the binary the test skips (fails with ONCALL_REQUIRE_INTEGRATION=1)."""
 
     def __init__(self, workdir: Path, target: str) -> None:
-        if PROMETHEUS is None:
-            raise RuntimeError("the prometheus binary is not installed (Debian package `prometheus`)")
+        prometheus = require_binary("prometheus")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = workdir / "prometheus.yml"
@@ -68,9 +67,9 @@ class RealPrometheus:
             f"scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
         )
         self.log = (workdir / "prometheus.log").open("w")
-        self.process = subprocess.Popen(
+        self.process = start_process(
             [
-                PROMETHEUS,
+                prometheus,
                 f"--config.file={config}",
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
@@ -103,14 +102,10 @@ class RealPrometheus:
         raise TimeoutError(f"no data for {query} after {READY_TIMEOUT_SECONDS}s")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
+        try:
+            end_process_group(self.process, timeout=10)
+        finally:
+            self.log.close()
 
     def __enter__(self) -> Self:
         try:

@@ -4,7 +4,6 @@ made by the test and from the fake GitHub commits API."""
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +12,7 @@ import httpx
 import pytest
 from fakes.github_fake import FakeGitHub
 from faststream.nats import NatsBroker
+from support.processes import run_process
 from tools_service import call, tools_service
 
 from services.contracts import tools
@@ -45,13 +45,8 @@ HISTORY = [
 
 
 def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=10,
+    done = run_process(
+        ["git", "-C", str(repo), *args], timeout=10, check=True, env={**os.environ, **(env or {})}
     )
     return done.stdout
 

@@ -232,7 +232,7 @@ def test_github_rate_limit_waits_until_the_reset() -> None:
 
 class GitHubSizeTiers(FakeGitHub):
     """GitHub's contents API for files over 1 MB: JSON without content (`encoding` "none"); the
-    bytes only with the raw media type (external-apis.md §5)."""
+    bytes only with the raw media type (docs/vendor-contracts.md §5)."""
 
     def _file(self, req: RecordedRequest, path: str) -> Response:
         accept = req.headers.get("accept", "").split(";")[0].strip()

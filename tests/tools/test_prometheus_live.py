@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from faststream.nats import NatsBroker
-from prometheus_server import PROMETHEUS, RATES, WORKERS, CounterExporter, RealPrometheus
+from prometheus_server import RATES, WORKERS, CounterExporter, RealPrometheus
 from tools_service import call, tools_service
 
 from services.contracts import tools
@@ -27,8 +27,6 @@ from services.tools.errors import BackendError
 from services.tools.prometheus import PrometheusClient
 from services.tools.prometheus_query import query_prometheus
 
-pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="needs the Debian `prometheus` binary")
-
 SEED = RateQueries(DEFAULT_ERRORS_QUERY, DEFAULT_REQUESTS_QUERY)
 SHORT = RateQueries(
     "sum(rate(http_errors_total{selector}[3s]))", "sum(rate(http_requests_total{selector}[3s]))"
@@ -38,6 +36,7 @@ FULL_WINDOW_TIMEOUT_SECONDS = 15
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealPrometheus]:
+    """Every test here uses it: without the binary they all skip (tests/support/binaries.py)."""
     with CounterExporter() as exporter:
         target = exporter.url.removeprefix("http://")
         with RealPrometheus(Path(tmp_path_factory.mktemp("prometheus")), target) as server:
