@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.contracts import streams, subjects
@@ -14,18 +14,23 @@ from services.contracts.models import (
     IncidentDiagnosed,
     IncidentResolved,
     NotifyText,
+    incident_tag,
+    incident_tag_in,
 )
 from services.diagnoser import conversation as conv
 from services.diagnoser.evidence import error_rate_of, gather_evidence, summarize
 from services.diagnoser.investigation import ModelDidNotConclude, compact, diagnose_with_model
-from services.diagnoser.model import ModelClient, ModelError
+from services.diagnoser.model import ModelClient, ModelError, reason_of
 from services.diagnoser.rules import rule_based_diagnosis
 from services.diagnoser.toolcalls import ToolCaller
-from services.diagnoser.turns import TurnOutcome, model_turn, rules_turn
+from services.diagnoser.turns import Systems, TurnOutcome, model_turn, rules_turn
 from services.runtime import metrics
 from services.runtime.bus import Bus
 
 log = logging.getLogger("oncall.diagnoser")
+
+NO_MODEL = "no model configured"
+NO_OPEN_INCIDENT = "I have no open incident to act on."
 
 
 @dataclass
@@ -36,6 +41,7 @@ class Diagnoser:
     max_rounds: int
     token_budget: int
     in_flight: asyncio.Semaphore
+    systems: Systems = field(default_factory=Systems)
 
     # --- alerts ---------------------------------------------------------------------
 
@@ -66,6 +72,7 @@ class Diagnoser:
         llm_messages: list[dict[str, Any]] = []
         tokens = 0
         diagnosis = None
+        fallback_reason = NO_MODEL
         if self.model is not None:
             try:
                 investigation = await diagnose_with_model(
@@ -80,8 +87,10 @@ class Diagnoser:
             except (ModelError, ModelDidNotConclude) as exc:
                 log.warning("model failed for incident %s, using rules: %s", incident_id, exc)
                 metrics.llm_failures.labels(reason=exc.__class__.__name__).inc()
+                fallback_reason = f"the model at {self.model.host} failed ({reason_of(exc)})"
         if diagnosis is None:
             diagnosis = rule_based_diagnosis(group, evidence)
+            diagnosis.fallback_reason = fallback_reason
         summary, rate = summarize(evidence), error_rate_of(evidence)
         kept_messages = compact(llm_messages)
 
@@ -150,9 +159,11 @@ class Diagnoser:
     # --- human turns ------------------------------------------------------------------
 
     async def on_human_reply(self, reply: HumanReplied) -> None:
-        conversation = await self._incident_for(reply)
+        named = incident_named(reply)
+        conversation = await self._incident_for(named)
         if conversation is None:
-            await self._answer(reply, None, "I have no open incident to act on.")
+            unknown = f"I know no incident {incident_tag(named)}." if named else NO_OPEN_INCIDENT
+            await self._answer(reply, None, unknown)
             return
         if conv.has_turn(conversation, reply.message_sid):
             log.info("reply %s already handled", reply.message_sid)
@@ -168,7 +179,7 @@ class Diagnoser:
             await self.bus.publish_event(
                 subjects.SILENCES_REQUESTED, silence, msg_id=f"silence-{silence.request_id}"
             )
-        await self._answer(reply, conversation.incident_id, outcome.answer)
+        await self._answer(reply, conversation.incident_id, outcome.answer, outcome.follow_up_expected)
         turn = HumanTurn(
             message_sid=reply.message_sid, sender=reply.sender, text=reply.body, answer=outcome.answer
         )
@@ -193,26 +204,29 @@ class Diagnoser:
     async def _turn(self, conversation: Conversation, reply: HumanReplied) -> TurnOutcome:
         if self.model is not None:
             try:
-                return await model_turn(self.model, self.caller, conversation, reply)
+                return await model_turn(self.model, self.caller, conversation, reply, self.systems)
             except ModelError as exc:
                 log.warning("model failed on a human turn, using rules: %s", exc)
                 metrics.llm_failures.labels(reason="human_turn").inc()
-        return await rules_turn(self.caller, conversation, reply)
+        return await rules_turn(self.caller, conversation, reply, self.systems)
 
-    async def _answer(self, reply: HumanReplied, incident_id: str | None, text: str) -> None:
+    async def _answer(
+        self, reply: HumanReplied, incident_id: str | None, text: str, follow_up_expected: bool = False
+    ) -> None:
         note = NotifyText(
             notification_id=f"answer-{reply.message_sid}",
             incident_id=incident_id,
             text=text,
             in_reply_to=reply.message_sid,
+            follow_up_expected=follow_up_expected,
         )
         await self.bus.publish_event(subjects.NOTIFY_TEXT, note, msg_id=f"answer-{reply.message_sid}")
 
-    async def _incident_for(self, reply: HumanReplied) -> Conversation | None:
+    async def _incident_for(self, named: str | None) -> Conversation | None:
         """The incident the reply names, else the newest open one (every on-call number is paged
         for every incident, so that is the sender's newest open incident)."""
-        if reply.incident_id:
-            found, _ = await self.bus.kv_get(streams.CONVERSATIONS, reply.incident_id, Conversation)
+        if named:
+            found, _ = await self.bus.kv_get(streams.CONVERSATIONS, named, Conversation)
             return found
         kv = await self.bus.kv(streams.CONVERSATIONS)
         try:
@@ -225,3 +239,11 @@ class Diagnoser:
             if found is not None and found.status != "resolved":
                 open_ones.append(found)
         return max(open_ones, key=lambda c: c.opened_at, default=None)
+
+
+def incident_named(reply: HumanReplied) -> str | None:
+    """Which incident a reply is about, the same on every channel: the one its channel matched
+    (the WhatsApp message swipe-replied to, `oncall reply --incident`), else a tag typed in the
+    text (`#a1b2c3 status`); None means the newest open one."""
+    explicit = (reply.incident_id or "").strip().lstrip("#")
+    return explicit or incident_tag_in(reply.body)

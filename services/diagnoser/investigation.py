@@ -83,7 +83,7 @@ async def run_read_tools(
 
 
 class ModelDidNotConclude(Exception):
-    pass
+    """The model kept investigating without sending a diagnosis; the message says how long."""
 
 
 @dataclass
@@ -132,7 +132,7 @@ async def diagnose_with_model(
             messages.append({"role": "user", "content": "Conclude now by calling send_diagnosis."})
             continue
         messages += await run_read_tools(caller, calls, READ_TOOL_NAMES, cache, incident_id)
-    raise ModelDidNotConclude(f"no send_diagnosis after {round_number} rounds and {tokens} tokens")
+    raise ModelDidNotConclude(f"no diagnosis after {round_number} rounds and {tokens} tokens")
 
 
 def compact(messages: list[dict[str, Any]], keep_last: int = 6, max_chars: int = 600) -> list[dict[str, Any]]:
@@ -153,5 +153,7 @@ def parse_diagnosis(arguments: str) -> Diagnosis:
     try:
         args = SendDiagnosisArgs.model_validate_json(arguments or "{}")
     except ValidationError as exc:
-        raise ModelError(f"invalid send_diagnosis arguments: {exc.errors()[0]['msg']}") from exc
+        problem = exc.errors()[0]["msg"]
+        reason = f"invalid diagnosis: {problem}"
+        raise ModelError(f"invalid send_diagnosis arguments: {problem}", reason) from exc
     return Diagnosis(**args.model_dump(), method="model")

@@ -6,14 +6,26 @@ from typing import Literal
 
 from services.contracts.models import Priority
 
-IntentKind = Literal["ticket", "silence", "unsilence", "ack", "resolve", "status", "help"]
+IntentKind = Literal["ticket", "silence", "unsilence", "ack", "resolve", "status", "help", "unknown"]
 
 _TICKET = re.compile(r"\b(jira|ticket|task|issue)\b", re.I)
+# One or two words of a name, "@" allowed in front: "Ravi", "ravi kumar", "@priya".
+_NAME = r"@?(?P<name>[^\W\d_][\w.'\-]*(?:\s+[^\W\d_][\w.'\-]*)?)"
+# "assign to ravi", "assign it to Priya", "assignee: ravi", "assign ravi", "reassign to ravi".
 _ASSIGNEE = re.compile(
-    r"\bassign(?:ed|ee)?\s*(?:it\s+|this\s+)?(?:to\s+|:\s*)(?P<name>[^\W\d_][\w.'\-]*(?:\s+[^\W\d_][\w.'\-]*)?)",
+    r"\b(?:re)?assign(?:ed|ee)?\b\s*"
+    r"(?:(?:it|this|that|the\s+(?:ticket|task|issue))\s+)?(?:to\b\s*|:\s*)?" + _NAME,
     re.I,
 )
-_NOT_A_NAME = {"with", "and", "priority", "please", "as", "for", "p1", "p2", "p3", "p4"}
+# "create a ticket for priya", "jira task for Ravi Kumar".
+_TICKET_FOR = re.compile(r"\b(?:jira|ticket|task|issue)\b[^,;.!?]*?\bfor\s+" + _NAME, re.I)
+# Words that end a name, or that are no name at all ("assign it to me", "a ticket for this").
+_NOT_A_NAME = {
+    "with", "and", "priority", "please", "as", "for", "to", "p1", "p2", "p3", "p4",
+    "it", "this", "that", "the", "a", "an", "me", "us", "him", "her", "them", "someone", "somebody",
+    "incident", "alert", "now", "asap", "today", "tomorrow", "new", "another",
+}  # fmt: skip
+_HELP = re.compile(r"^\s*(help|\?+|commands|menu|what can you do)\s*[?!.]*\s*$", re.I)
 _NEW_TICKET = re.compile(r"\b(new|another|separate|second)\s+(jira\s+)?(ticket|task|issue)\b", re.I)
 _PRIORITY = re.compile(r"\b(?:priority\s*)?P([1-4])\b", re.I)
 _UNSILENCE = re.compile(r"\b(unsilence|un-silence|unmute|remove (the )?silence)\b", re.I)
@@ -28,7 +40,7 @@ _STATUS = re.compile(r"\b(status|error rate|how (is|are) (it|things))\b|\bnow\?*
 DEFAULT_SILENCE_MINUTES = 120
 HELP_TEXT = (
     "I can do these (reply to the incident message, or include its #tag):\n"
-    "- *create jira task and assign to Ravi* (optionally *priority P1*)\n"
+    "- *create jira task and assign to Ravi* (optionally *priority P1*), or *ticket for Ravi*\n"
     "- *silence for 2h* / *unsilence*\n"
     "- *ack*: you take the incident\n"
     "- *status*: the current error rate\n"
@@ -47,8 +59,10 @@ class Intent:
 
 
 def parse_reply(text: str) -> Intent:
-    """The first rule that matches wins; the order puts the most specific first."""
-    if _TICKET.search(text):
+    """The first rule that matches wins; the order puts the most specific first. Naming an
+    assignee is asking for the incident's ticket ("assign it to priya"). What no rule
+    understands is "unknown", told apart from asking for help."""
+    if _TICKET.search(text) or assignee_in(text):
         return Intent(
             "ticket",
             assignee=assignee_in(text),
@@ -65,17 +79,33 @@ def parse_reply(text: str) -> Intent:
         return Intent("resolve")
     if _STATUS.search(text.strip()):
         return Intent("status")
-    return Intent("help")
+    if _HELP.search(text):
+        return Intent("help")
+    return Intent("unknown")
+
+
+def not_understood(text: str) -> str:
+    """The answer to a reply no rule understands: their words, then what can be said."""
+    said = " ".join(text.split())
+    head = f'I did not understand "{said}".' if said else "Your message had no text I could read."
+    return f"{head}\n\n{HELP_TEXT}"
 
 
 def assignee_in(text: str) -> str | None:
-    match = _ASSIGNEE.search(text)
-    if not match:
-        return None
+    """Who the ticket is for: "assign (it) to X" first, else "ticket for X"."""
+    for pattern in (_ASSIGNEE, _TICKET_FOR):
+        for match in pattern.finditer(text):
+            name = _name_of(match.group("name"))
+            if name:
+                return name
+    return None
+
+
+def _name_of(words: str) -> str | None:
     # Stop at the first filler word: "assign to ravi with priority P1" -> "ravi".
     name_words: list[str] = []
-    for word in match.group("name").split():
-        if word.lower() in _NOT_A_NAME:
+    for word in words.split():
+        if word.lower().strip(".,!?'\"") in _NOT_A_NAME:
             break
         name_words.append(word)
     return " ".join(name_words).strip(".,!?'\"") or None

@@ -20,12 +20,34 @@ from services.contracts.tools import CreateJiraTicketArgs, SilenceAlertArgs
 from services.diagnoser.investigation import READ_TOOL_NAMES, run_read_tools
 from services.diagnoser.model import ModelClient
 from services.diagnoser.prompts import HUMAN_TURN_SYSTEM_PROMPT, incident_context
-from services.diagnoser.replies import HELP_TEXT, parse_reply
+from services.diagnoser.replies import HELP_TEXT, not_understood, parse_reply
 from services.diagnoser.toolcalls import ToolCaller
+from services.runtime.settings import Settings
 
 log = logging.getLogger("oncall.diagnoser.turns")
 
 MAX_TURN_ROUNDS = 4
+
+JIRA_NOT_CONFIGURED = "Jira is not configured (set JIRA_URL, JIRA_EMAIL, JIRA_API_TOKEN and JIRA_PROJECT_KEY)"
+ALERTMANAGER_NOT_CONFIGURED = "Alertmanager is not configured (set ALERTMANAGER_URL)"
+
+
+@dataclass(frozen=True)
+class Systems:
+    """Which of the systems that write actions need are configured, so that an action that
+    cannot be done is refused with the reason at once instead of promised first."""
+
+    jira: bool = True
+    alertmanager: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Systems":
+        # Only the settings every service gets (the ConfigMap): the Jira token is given to the
+        # ticketing pods alone, which still report it missing themselves.
+        return cls(
+            jira=bool(settings.jira_url and settings.jira_email and settings.jira_project_key),
+            alertmanager=bool(settings.alertmanager_url),
+        )
 
 
 @dataclass
@@ -41,6 +63,12 @@ class TurnOutcome:
     def acted(self) -> bool:
         return bool(self.tickets or self.silences or self.acknowledge or self.resolve)
 
+    @property
+    def follow_up_expected(self) -> bool:
+        """A ticket request is answered again by ticketing (created, failed, or a question), with
+        the reply's MessageSid; nothing else is."""
+        return bool(self.tickets)
+
 
 def silence_matchers(conversation: Conversation) -> list[SilenceMatcher]:
     """The group's labels select exactly this incident's alerts."""
@@ -52,13 +80,26 @@ def silence_matchers(conversation: Conversation) -> list[SilenceMatcher]:
     return [SilenceMatcher(name=k, value=v) for k, v in sorted(labels.items())]
 
 
+class NotConfigured(Exception):
+    """The action needs a system that is not configured; the message says which and how."""
+
+
 def perform(
-    outcome: TurnOutcome, conversation: Conversation, reply: HumanReplied, name: str, args: BaseModel
+    outcome: TurnOutcome,
+    conversation: Conversation,
+    reply: HumanReplied,
+    name: str,
+    args: BaseModel,
+    systems: Systems = Systems(),
 ) -> str:
     """Turns one write action into a request (at most one of each kind per human message) and
-    returns the note for the human."""
+    returns the note for the human. Raises NotConfigured, requesting nothing, when the system
+    the action needs is not configured."""
     request_id = f"{reply.message_sid}-{name}"
     title = f"*{conversation.title}*"
+    refusal = _refusal(name, systems)
+    if refusal is not None:
+        raise NotConfigured(refusal)
     if isinstance(args, CreateJiraTicketArgs):
         if not outcome.tickets:
             diagnosis = conversation.diagnosis
@@ -76,6 +117,7 @@ def perform(
                     service=conversation.service,
                     generator_url=conversation.generator_url,
                     runbook_url=conversation.runbook_url,
+                    in_reply_to=reply.message_sid,
                 )
             )
         who = f", assigned to {args.assignee}" if args.assignee else ""
@@ -110,46 +152,56 @@ def perform(
     return note
 
 
+def _refusal(name: str, systems: Systems) -> str | None:
+    if name == tools.CREATE_JIRA_TICKET.name and not systems.jira:
+        return f"I can't create a Jira ticket: {JIRA_NOT_CONFIGURED}."
+    if name == tools.SILENCE_ALERT.name and not systems.alertmanager:
+        return f"I can't silence: {ALERTMANAGER_NOT_CONFIGURED}."
+    if name == tools.UNSILENCE_ALERT.name and not systems.alertmanager:
+        return f"I can't unsilence: {ALERTMANAGER_NOT_CONFIGURED}."
+    return None
+
+
 def _duration(minutes: int) -> str:
     if minutes % (24 * 60) == 0:
         return f"{minutes // (24 * 60)}d"
     return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes} min"
 
 
-async def rules_turn(caller: ToolCaller, conversation: Conversation, reply: HumanReplied) -> TurnOutcome:
+async def rules_turn(
+    caller: ToolCaller, conversation: Conversation, reply: HumanReplied, systems: Systems = Systems()
+) -> TurnOutcome:
     intent = parse_reply(reply.body)
     outcome = TurnOutcome()
+    action: tuple[str, BaseModel] | None = None
     if intent.kind == "ticket":
-        perform(
-            outcome,
-            conversation,
-            reply,
-            tools.CREATE_JIRA_TICKET.name,
-            CreateJiraTicketArgs(
-                assignee=intent.assignee, priority=intent.priority, new_ticket=intent.new_ticket
-            ),
-        )
+        assignee = intent.assignee
+        if assignee and conversation.service and assignee.lower() == conversation.service.lower():
+            assignee = None  # "a ticket for checkout" names the service, not a person
+        args = CreateJiraTicketArgs(assignee=assignee, priority=intent.priority, new_ticket=intent.new_ticket)
+        action = (tools.CREATE_JIRA_TICKET.name, args)
     elif intent.kind == "silence":
-        perform(
-            outcome,
-            conversation,
-            reply,
-            tools.SILENCE_ALERT.name,
-            SilenceAlertArgs(duration_minutes=intent.minutes or 120),
-        )
+        action = (tools.SILENCE_ALERT.name, SilenceAlertArgs(duration_minutes=intent.minutes or 120))
     elif intent.kind == "unsilence":
-        perform(outcome, conversation, reply, tools.UNSILENCE_ALERT.name, tools.NoArgs())
+        action = (tools.UNSILENCE_ALERT.name, tools.NoArgs())
     elif intent.kind == "ack":
-        perform(outcome, conversation, reply, tools.ACKNOWLEDGE_INCIDENT.name, tools.NoArgs())
+        action = (tools.ACKNOWLEDGE_INCIDENT.name, tools.NoArgs())
     elif intent.kind == "resolve":
-        perform(outcome, conversation, reply, tools.RESOLVE_INCIDENT.name, tools.NoArgs())
+        action = (tools.RESOLVE_INCIDENT.name, tools.NoArgs())
     elif intent.kind == "status":
         result = await caller.call(
             tools.COMPUTE_ERROR_RATE.name, {"service": conversation.service}, conversation.incident_id
         )
         outcome.answer = status_text(conversation, result.data if result.ok else None, result)
-    else:
+    elif intent.kind == "help":
         outcome.answer = HELP_TEXT
+    else:
+        outcome.answer = not_understood(reply.body)
+    if action is not None:
+        try:
+            perform(outcome, conversation, reply, *action, systems)
+        except NotConfigured as exc:
+            outcome.answer = str(exc)
     outcome.answer = outcome.answer or "\n".join(outcome.notes)
     return outcome
 
@@ -170,7 +222,11 @@ WRITE_TOOL_NAMES = frozenset(spec.name for spec in tools.WRITE_TOOLS)
 
 
 async def model_turn(
-    model: ModelClient, caller: ToolCaller, conversation: Conversation, reply: HumanReplied
+    model: ModelClient,
+    caller: ToolCaller,
+    conversation: Conversation,
+    reply: HumanReplied,
+    systems: Systems = Systems(),
 ) -> TurnOutcome:
     """Raises ModelError on failure; the caller falls back to rules_turn."""
     messages: list[dict[str, Any]] = [
@@ -186,11 +242,12 @@ async def model_turn(
         messages.append(message)
         calls = message.get("tool_calls") or []
         if not calls:
-            outcome.answer = (message.get("content") or "").strip() or "\n".join(outcome.notes) or HELP_TEXT
+            content = (message.get("content") or "").strip()
+            outcome.answer = content or "\n".join(outcome.notes) or not_understood(reply.body)
             return outcome
         write_calls = [c for c in calls if c["function"]["name"] in WRITE_TOOL_NAMES]
         read_calls = [c for c in calls if c not in write_calls]
-        results = {c["id"]: _write_call(outcome, conversation, reply, c) for c in write_calls}
+        results = {c["id"]: _write_call(outcome, conversation, reply, c, systems) for c in write_calls}
         results |= {
             m["tool_call_id"]: m
             for m in await run_read_tools(
@@ -204,12 +261,21 @@ async def model_turn(
 
 
 def _write_call(
-    outcome: TurnOutcome, conversation: Conversation, reply: HumanReplied, call: dict[str, Any]
+    outcome: TurnOutcome,
+    conversation: Conversation,
+    reply: HumanReplied,
+    call: dict[str, Any],
+    systems: Systems,
 ) -> dict[str, Any]:
     name = call["function"]["name"]
     try:
         args = tools.TOOLS_BY_NAME[name].args_model.model_validate_json(call["function"]["arguments"] or "{}")
-        content = json.dumps({"ok": True, "done": perform(outcome, conversation, reply, name, args)})
+        note = perform(outcome, conversation, reply, name, args, systems)
+        content = json.dumps({"ok": True, "done": note})
     except ValidationError as exc:
         content = json.dumps({"error": f"invalid arguments: {exc.errors()[0]['msg']}"})
+    except NotConfigured as exc:
+        # Told to the model as a refusal it must pass on; kept as the answer if it says nothing.
+        outcome.notes.append(str(exc))
+        content = json.dumps({"ok": False, "error": str(exc)})
     return {"role": "tool", "tool_call_id": call["id"], "content": content}

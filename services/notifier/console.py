@@ -13,7 +13,7 @@ from typing import Final
 from faststream.nats import NatsBroker
 
 from services.contracts import subjects
-from services.notifier.delivery import CONSOLE_RECIPIENT
+from services.notifier.delivery import CONSOLE_RECIPIENT, Thread
 
 log = logging.getLogger("oncall.notifier.console")
 
@@ -27,15 +27,24 @@ class ConsoleChannel:
     def __init__(self, broker: NatsBroker):
         self._broker = broker
 
-    async def send(self, to: str, body: str) -> str:
-        """Print `body` once for `to`: one number, or everyone it is for, comma-separated."""
+    async def send(self, to: str, body: str, thread: Thread | None = None) -> str:
+        """Print `body` once for `to`: one number, or everyone it is for, comma-separated. The
+        mirror says which reply it answers and whether more answers follow (`oncall reply`
+        returns at the last)."""
         # Unique like a Twilio MessageSid, and plainly not one.
         sid = SID_PREFIX + secrets.token_hex(14)
         # One write per message, so messages printed concurrently do not interleave.
         sys.stdout.write(frame(to, body, datetime.now(UTC)))
         sys.stdout.flush()
         try:
-            await self._broker.publish({"to": to, "body": body, "sid": sid}, subjects.CONSOLE_OUT)
+            mirror = {
+                "to": to,
+                "body": body,
+                "sid": sid,
+                "in_reply_to": thread.in_reply_to if thread else None,
+                "follow_up_expected": thread.follow_up_expected if thread else False,
+            }
+            await self._broker.publish(mirror, subjects.CONSOLE_OUT)
         except Exception:  # the message is printed; only the mirror for `oncall reply` is lost
             log.warning("could not mirror console message %s on %s", sid, subjects.CONSOLE_OUT, exc_info=True)
         return sid

@@ -55,13 +55,23 @@ class SendError(Exception):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True)
+class Thread:
+    """The human reply a message answers (its MessageSid), and whether more answers to it follow:
+    `oncall reply` waits for the last one."""
+
+    in_reply_to: str
+    follow_up_expected: bool = False
+
+
 class Channel(Protocol):
     """Where messages go: WhatsApp through Twilio, or the console in local mode."""
 
     name: str  # the `channel` label of the metrics
 
-    async def send(self, to: str, body: str) -> str:
-        """Send `body` to `to` and return the message's id (a Twilio MessageSid)."""
+    async def send(self, to: str, body: str, thread: Thread | None = None) -> str:
+        """Send `body` to `to` and return the message's id (a Twilio MessageSid). `thread`:
+        the reply it answers, for channels that can show it."""
         ...
 
     async def send_template(self, to: str, invitation: str) -> str:
@@ -76,10 +86,19 @@ class Notification:
     text: str
     headline: str  # one line naming what it is about, for the template when the window is closed
     requested_recipients: list[str] | None = None  # None = every on-call number
+    in_reply_to: str | None = None  # the MessageSid of the human reply this answers
+    follow_up_expected: bool = False  # more answers to that reply will follow
 
     @property
     def invitation(self) -> str:
         return messages.invitation(self.incident_id, self.headline)
+
+    def thread(self, part: int, parts: int) -> Thread | None:
+        """What part `part` of `parts` says of the reply it answers: final only on the last part
+        of the last answer."""
+        if self.in_reply_to is None:
+            return None
+        return Thread(self.in_reply_to, self.follow_up_expected or part < parts)
 
 
 def recipients(
@@ -163,7 +182,7 @@ async def _deliver_parts(
             metrics.whatsapp_sends.labels(channel=channel.name, outcome="duplicate").inc()
             continue
         try:
-            sid = await channel.send(recipient, body)
+            sid = await channel.send(recipient, body, note.thread(index, len(parts)))
         except SendError as exc:
             await records.release(bus, key)
             if exc.code != WINDOW_CLOSED:

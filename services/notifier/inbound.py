@@ -1,7 +1,9 @@
 """The Twilio webhook: a WhatsApp reply from an on-call person becomes `oncall.human.replied`.
 
 The handler only verifies, matches the incident and publishes; it never waits for the model, so
-Twilio gets its answer well within its 15 s.
+Twilio gets its answer well within its 15 s. It matches only what it alone knows: the message of
+ours the person swipe-replied to. A `#tag` typed in the text is matched by the diagnoser, the same
+for every channel.
 
 Twilio may deliver the same message twice. JetStream drops a repeated `Nats-Msg-Id` only within
 the stream's duplicate window (10 min), so the webhook first claims `inbound.<MessageSid>` in KV
@@ -10,7 +12,6 @@ claim back, so Twilio's retry is published rather than lost.
 """
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -33,8 +34,6 @@ log = logging.getLogger("oncall.notifier.inbound")
 INBOUND_LEASE_SECONDS: Final = 30.0
 # The status of an inbound message; any other is one of our own messages' status callbacks.
 RECEIVED: Final = "received"
-# `#a1b2c3`, not inside a word or a longer hex run (incident ids are 6 hex characters).
-_INCIDENT_TAG = re.compile(r"(?<![\w#])#([0-9a-fA-F]{6})(?![0-9a-zA-Z_])")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -56,17 +55,6 @@ def allowed_sender(raw_from: str, on_call: list[str]) -> str | None:
     except ValueError:
         return None
     return sender if sender in on_call else None
-
-
-def incident_tag_in(body: str) -> str | None:
-    found = _INCIDENT_TAG.search(body)
-    return found.group(1).lower() if found else None
-
-
-def match_incident(incident_of_replied_message: str | None, body: str) -> str | None:
-    """The message the person swiped-replied to wins, then a tag typed in the text; None lets
-    the diagnoser pick the sender's newest open incident."""
-    return incident_of_replied_message or incident_tag_in(body)
 
 
 def human_reply(form: Form, sender: str, incident_id: str | None) -> HumanReplied:
@@ -142,7 +130,7 @@ async def _accept(bus: Bus, twilio: TwilioRequests, form: Form, sender: str) -> 
     try:
         replied_to = form.get("OriginalRepliedMessageSid")
         by_sid = await records.incident_of_message(bus, replied_to) if replied_to else None
-        reply = human_reply(form, sender, match_incident(by_sid, form.get("Body", "")))
+        reply = human_reply(form, sender, by_sid)
         ack = await bus.publish_event(subjects.HUMAN_REPLIED, reply, msg_id=reply_msg_id(sid))
     except Exception:
         # NATS is down or slow: 503 tells Twilio this failed, rather than a 500 or a lost reply.
@@ -156,7 +144,10 @@ async def _accept(bus: Bus, twilio: TwilioRequests, form: Form, sender: str) -> 
 
     _count("duplicate" if ack.duplicate else "accepted")
     log.info(
-        "reply %s from %s for incident %s", sid, mask_number(sender), reply.incident_id or "(newest open)"
+        "reply %s from %s for incident %s",
+        sid,
+        mask_number(sender),
+        reply.incident_id or "(its #tag, else the newest open)",
     )
     return twiml()
 

@@ -67,7 +67,8 @@ def format_diagnosis(event: IncidentDiagnosed) -> str:
 
     notes = []
     if d.method == "rules":
-        notes.append("_Rule-based diagnosis (no model)_")
+        why = f": {_clip(_one_line(d.fallback_reason), MAX_LIST_ITEM_CHARS)}" if d.fallback_reason else ""
+        notes.append(f"_Rule-based diagnosis{why}_")
     if event.truncated_alerts > 0:
         notes.append(
             f"⚠️ Alertmanager left out {event.truncated_alerts} more alert(s) of this group; "

@@ -45,6 +45,8 @@ def text_notification(event: NotifyText, asker: records.InboundMessage | None = 
         text,
         headline=messages.first_line(event.text),
         requested_recipients=event.recipients,
+        in_reply_to=event.in_reply_to,
+        follow_up_expected=event.follow_up_expected,
     )
 
 
@@ -54,6 +56,7 @@ def ticket_created_notification(event: TicketCreated) -> Notification:
         event.incident_id,
         messages.format_ticket_created(event),
         headline=f"Jira task {event.key} created",
+        in_reply_to=event.in_reply_to,
     )
 
 
@@ -63,6 +66,7 @@ def ticket_failed_notification(event: TicketFailed) -> Notification:
         event.incident_id,
         messages.format_ticket_failed(event),
         headline="Jira task not created",
+        in_reply_to=event.in_reply_to,
     )
 
 

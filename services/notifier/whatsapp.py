@@ -25,7 +25,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from services.notifier.delivery import SendError
+from services.notifier.delivery import SendError, Thread
 from services.notifier.webhook import STATUS_PATH
 from services.runtime import metrics
 from services.runtime.settings import Settings, normalize_phone
@@ -97,8 +97,9 @@ class WhatsAppClient:
             retry=retry,
         )
 
-    async def send(self, to: str, body: str) -> str:
-        """Send `body` to the E.164 number `to`; returns the MessageSid. Raises SendError."""
+    async def send(self, to: str, body: str, thread: Thread | None = None) -> str:
+        """Send `body` to the E.164 number `to`; returns the MessageSid. Raises SendError.
+        (`thread` is not shown: the answer is headed by who asked what instead.)"""
         return await self._create(to, {"body": body})
 
     async def send_template(self, to: str, invitation: str) -> str:

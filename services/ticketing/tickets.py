@@ -81,6 +81,7 @@ async def act(
             notification_id=f"ticket-choice-{records.token(req.request_id)}",
             incident_id=req.incident_id,
             text=choice_question(assignment, req.new_ticket),
+            in_reply_to=req.in_reply_to,  # final: the person answers with a new reply
         )
     try:
         acted = await _act_on_ticket(req, bus, jira, project_key, config, assignment)
@@ -254,11 +255,14 @@ def _created(
         assignee_account_id=assignment.account_id,
         note=" ".join(note for note in notes if note) or None,
         existing=existing,
+        in_reply_to=req.in_reply_to,
     )
 
 
 def _failed(req: TicketRequested, reason: str) -> TicketFailed:
-    return TicketFailed(request_id=req.request_id, incident_id=req.incident_id, reason=reason)
+    return TicketFailed(
+        request_id=req.request_id, incident_id=req.incident_id, reason=reason, in_reply_to=req.in_reply_to
+    )
 
 
 def _refused(req: TicketRequested, reason: str) -> TicketFailed:

@@ -331,7 +331,13 @@ async def test_console_channel_prints_and_mirrors_on_nats(
     assert sid.startswith("CONSOLE")
     assert len(sid) == len("CONSOLE") + 28
     msg = await mirrored.next_msg(timeout=2)
-    assert json.loads(msg.data) == {"to": "+15551230001", "body": "✅ *Resolved* #a1b2c3", "sid": sid}
+    assert json.loads(msg.data) == {
+        "to": "+15551230001",
+        "body": "✅ *Resolved* #a1b2c3",
+        "sid": sid,
+        "in_reply_to": None,  # not an answer to anyone's reply
+        "follow_up_expected": False,
+    }
     await mirrored.unsubscribe()
 
 

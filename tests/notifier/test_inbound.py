@@ -14,7 +14,7 @@ from services.contracts import subjects
 from services.contracts.models import HumanReplied
 from services.notifier import inbound, records
 from services.notifier.delivery import Notification, deliver
-from services.notifier.inbound import allowed_sender, incident_tag_in, is_status_callback, match_incident
+from services.notifier.inbound import allowed_sender, is_status_callback
 from services.notifier.webhook import EMPTY_TWIML, MAX_FORM_BYTES, parse_form, signed_url
 from services.notifier.whatsapp import WhatsAppClient
 from services.runtime import metrics
@@ -89,15 +89,17 @@ async def test_a_swipe_reply_is_matched_to_the_incident_of_the_message_it_answer
     assert reply.replied_to_sid == diagnosis_message["sid"]
 
 
-async def test_a_typed_tag_matches_its_incident(webhook: Webhook, tap_events: OpenTap) -> None:
+async def test_a_typed_tag_is_left_to_the_diagnoser(webhook: Webhook, tap_events: OpenTap) -> None:
     replies = await tap_events(subjects.HUMAN_REPLIED)
 
-    # A reply to a message we no longer know (expired) falls back to the tag in the text.
+    # A reply to a message we no longer know (expired) is matched by nothing the notifier knows;
+    # the tag in the text is matched by the diagnoser, as for every channel (tests/diagnoser).
     unknown_sid = "SM" + "f" * 32
     await webhook.post(twilio_form("status of #A1B2C3 please", OriginalRepliedMessageSid=unknown_sid))
 
     (reply,) = decode(await replies.read())
-    assert reply.incident_id == "a1b2c3"
+    assert reply.incident_id is None
+    assert reply.body == "status of #A1B2C3 please"
     assert reply.replied_to_sid == unknown_sid
 
 
@@ -329,26 +331,3 @@ def test_senders() -> None:
     assert allowed_sender(f"whatsapp:{STRANGER}", on_call) is None
     assert allowed_sender("messenger:12345", on_call) is None
     assert allowed_sender("", on_call) is None
-
-
-@pytest.mark.parametrize(
-    ("body", "tag"),
-    [
-        ("status #a1b2c3", "a1b2c3"),
-        ("#A1B2C3: create jira task", "a1b2c3"),
-        ("ack (#0f0f0f)", "0f0f0f"),
-        ("create jira task", None),
-        ("see #a1b2c3d4", None),  # longer than an incident id
-        ("issue#a1b2c3", None),  # inside a word
-        ("##a1b2c3", None),
-        ("#a1b2", None),
-    ],
-)
-def test_incident_tags_in_text(body: str, tag: str | None) -> None:
-    assert incident_tag_in(body) == tag
-
-
-def test_the_replied_message_wins_over_a_typed_tag() -> None:
-    assert match_incident("5ca1ab", "status #a1b2c3") == "5ca1ab"
-    assert match_incident(None, "status #a1b2c3") == "a1b2c3"
-    assert match_incident(None, "status") is None

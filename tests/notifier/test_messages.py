@@ -106,11 +106,33 @@ def test_diagnosis_uses_only_formatting_whatsapp_renders() -> None:
 def test_rule_based_and_truncated_alerts_are_said() -> None:
     event = diagnosed(truncated_alerts=12)
     event.diagnosis.method = "rules"
+    event.diagnosis.fallback_reason = "no model configured"
 
     text = format_diagnosis(event)
 
-    assert "_Rule-based diagnosis (no model)_" in text
+    assert "_Rule-based diagnosis: no model configured_" in text
     assert "12 more alert(s)" in text
+
+
+def test_a_rule_based_diagnosis_says_which_model_failed_and_why() -> None:
+    event = diagnosed()
+    event.diagnosis.method = "rules"
+    event.diagnosis.fallback_reason = "the model at api.example.com failed (timeout after 60 s)"
+
+    text = format_diagnosis(event)
+
+    assert "_Rule-based diagnosis: the model at api.example.com failed (timeout after 60 s)_" in text
+    assert "no model" not in text
+
+
+def test_a_rule_based_diagnosis_from_an_older_diagnoser_claims_no_reason() -> None:
+    event = diagnosed()
+    event.diagnosis.method = "rules"  # no fallback_reason: a diagnoser before the field existed
+
+    text = format_diagnosis(event)
+
+    assert "_Rule-based diagnosis_" in text
+    assert "no model" not in text
 
 
 def test_model_diagnosis_without_figures_has_no_empty_lines_for_them() -> None:
