@@ -139,10 +139,10 @@ def test_dockerignore_is_an_allow_list_of_what_the_build_copies() -> None:
 
 
 async def test_every_deployment_command_starts_and_gets_ready(clean_bus: str, tmp_path: Path) -> None:
-    """Concurrently, the five pods' command lines with the ConfigMap's environment (secrets
-    left out: every integration then runs in its not-configured mode) against the test
-    nats-server; each answers /readyz, /healthz and /metrics, and stops cleanly on SIGTERM
-    within its termination grace period."""
+    """Concurrently, the five pods' command lines with the ConfigMap's environment (optional
+    secrets left out: every integration then runs in its not-configured mode; INGEST_TOKEN, which
+    the pod cannot start without, set) against the test nats-server; each answers /readyz,
+    /healthz and /metrics, and stops cleanly on SIGTERM within its termination grace period."""
     config = dict(named(DOCS, "ConfigMap", "oncall-config")["data"])
     del config["ONCALL_HTTP_PORT"]  # a free port each (OncallProcess picks one)
     processes: list[tuple[Doc, OncallProcess]] = []
@@ -156,6 +156,7 @@ async def test_every_deployment_command_starts_and_gets_ready(clean_bus: str, tm
                 "ONCALL_JS_REPLICAS": "1",  # a single test server; 3 on the cluster
                 "ONCALL_HTTP_HOST": "127.0.0.1",
                 "ONCALL_DATA_DIR": str(tmp_path / deployment["metadata"]["name"]),
+                "INGEST_TOKEN": "ingest-token",  # secretKeyRef with optional: false
             }
             processes.append((deployment, OncallProcess(container["args"], env, tmp_path)))
         async with httpx.AsyncClient(timeout=5) as http:
