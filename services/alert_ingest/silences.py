@@ -23,7 +23,10 @@ async def handle_silence(
     becomes a plain answer to the on-call people, and the outcome is recorded on the incident."""
     applied = await _apply(request, bus, alertmanager)
     note = NotifyText(
-        notification_id=f"silence-{request.request_id}", incident_id=request.incident_id, text=applied.outcome
+        notification_id=f"silence-{request.request_id}",
+        incident_id=request.incident_id,
+        text=applied.outcome,
+        in_reply_to=request.in_reply_to,
     )
     await bus.publish_event(subjects.NOTIFY_TEXT, note, msg_id=f"silence-outcome-{request.request_id}")
     await bus.publish_event(
@@ -53,7 +56,8 @@ async def _apply(
     request: SilenceRequested, bus: Bus, alertmanager: AlertmanagerClient | None
 ) -> SilenceApplied:
     if alertmanager is None:
-        return _outcome(request, "I can't silence: Alertmanager is not configured (set ALERTMANAGER_URL).")
+        verb = "silence" if request.action == "create" else "unsilence"
+        return _outcome(request, f"I can't {verb}: Alertmanager is not configured (set ALERTMANAGER_URL).")
     key = silence_key(request.incident_id)
     stored = await bus.kv_text(streams.DELIVERIES, key)
     current = json.loads(stored) if stored else None

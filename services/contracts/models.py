@@ -299,6 +299,7 @@ class SilenceRequested(BusMessage):
     matchers: list[SilenceMatcher] = Field(default_factory=list)
     duration_seconds: int = Field(default=7200, ge=60, le=14 * 24 * 3600)
     comment: str = ""
+    in_reply_to: str | None = Field(default=None, description="MessageSid of the human reply that asked")
 
 
 class SilenceApplied(BusMessage):

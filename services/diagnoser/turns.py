@@ -65,9 +65,9 @@ class TurnOutcome:
 
     @property
     def follow_up_expected(self) -> bool:
-        """A ticket request is answered again by ticketing (created, failed, or a question), with
-        the reply's MessageSid; nothing else is."""
-        return bool(self.tickets)
+        """A ticket or silence request is answered again, with the reply's MessageSid, by the
+        service that carries it out (created, failed, or a question); nothing else is."""
+        return bool(self.tickets or self.silences)
 
 
 def silence_matchers(conversation: Conversation) -> list[SilenceMatcher]:
@@ -135,6 +135,7 @@ def perform(
                     matchers=silence_matchers(conversation),
                     duration_seconds=max(60, minutes * 60),
                     comment=f"Silenced from WhatsApp by {reply.sender}, incident #{conversation.incident_id}",
+                    in_reply_to=reply.message_sid,
                 )
             )
         note = (

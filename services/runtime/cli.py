@@ -242,8 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         print(settings_error(exc), file=sys.stderr)
         return 2
     # The demo prints its own story; keep the logs to warnings there.
-    quiet = args.command in ("demo", "reply", "replay", "inspect", "asyncapi")
-    level = "WARNING" if quiet else settings.log_level
+    quiet = args.command in ("demo", "reply", "replay", "inspect")
+    # `asyncapi` wires every service only to describe it: their start-up warnings are not news.
+    level = "ERROR" if args.command == "asyncapi" else "WARNING" if quiet else settings.log_level
     configure_logging(level, settings.log_format)
     if level.upper() != "DEBUG":
         FASTSTREAM_LOGGER.setLevel(logging.WARNING)

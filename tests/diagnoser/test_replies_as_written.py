@@ -329,5 +329,7 @@ async def test_an_answer_says_whether_more_answers_follow(harness: Harness) -> N
     (ticket,) = await stored(harness, subjects.TICKETS_REQUESTED, 1)
     assert ticket["in_reply_to"] == "SMfollow"  # ... naming the reply, so its answer can say it is final
     assert status_answer["in_reply_to"] == "SMfinal" and status_answer["follow_up_expected"] is False
-    # alert_ingest's silence outcome does not name the reply: the first answer is the last one of it.
-    assert silence_answer["follow_up_expected"] is False
+    # alert_ingest answers the silence request again with Alertmanager's outcome, naming the reply.
+    assert silence_answer["follow_up_expected"] is True
+    (silence,) = await stored(harness, subjects.SILENCES_REQUESTED, 1)
+    assert silence["in_reply_to"] == "SMsilence"
