@@ -6,13 +6,12 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.processes import OncallProcess, free_port, run_oncall
+from support.processes import OncallProcess, free_port, run_oncall, run_process
 
 IDLE_SECONDS = 60
 SIGTERM_RUNS = 20
@@ -43,13 +42,10 @@ def test_an_idle_local_mode_logs_no_error_for_a_minute(tmp_path: Path) -> None:
     """FastStream logs an ERROR traceback when a pull fetch ends with a bare asyncio timeout
     (nats-py 2.15+ on an idle consumer); an idle product must be silent."""
     settings = {**local_settings(tmp_path / "data"), "ONCALL_LOG_FORMAT": "json"}
-    process = OncallProcess(["up"], settings, tmp_path)
-    try:
+    with OncallProcess(["up"], settings, tmp_path) as process:
         process.wait_ready()
         time.sleep(IDLE_SECONDS)
-    finally:
         code = terminate_group(process)
-        process.stop()
     output = process.stdout + process.stderr
     assert problems_in(output) == [], output[-3000:]
     assert code == 0
@@ -60,12 +56,11 @@ def test_sigterm_to_the_process_group_stops_cleanly_every_time(tmp_path: Path) -
     the broker then stops against a dead server (ConnectionReconnectingError traceback) or hangs."""
     outcomes = []
     for run in range(SIGTERM_RUNS):
-        process = OncallProcess(["up"], local_settings(tmp_path / "data"), tmp_path)
-        process.wait_ready()
-        started = time.monotonic()
-        code = terminate_group(process)
-        stop_seconds = time.monotonic() - started
-        process.stop()
+        with OncallProcess(["up"], local_settings(tmp_path / "data"), tmp_path) as process:
+            process.wait_ready()
+            started = time.monotonic()
+            code = terminate_group(process)
+            stop_seconds = time.monotonic() - started
         trouble = problems_in(process.stderr)
         outcomes.append((run, code, round(stop_seconds, 1), trouble))
         assert not (tmp_path / "data" / "local.json").exists()
@@ -74,12 +69,9 @@ def test_sigterm_to_the_process_group_stops_cleanly_every_time(tmp_path: Path) -
 
 @pytest.fixture
 def running_local(tmp_path: Path) -> Iterator[OncallProcess]:
-    process = OncallProcess(["up"], local_settings(tmp_path / "data"), tmp_path)
-    try:
+    with OncallProcess(["up"], local_settings(tmp_path / "data"), tmp_path) as process:
         process.wait_ready()
         yield process
-    finally:
-        process.stop()
 
 
 def test_a_second_local_mode_on_the_same_data_dir_is_refused(
@@ -94,10 +86,10 @@ def test_a_second_local_mode_on_the_same_data_dir_is_refused(
 
 
 def test_state_left_by_a_killed_local_mode_is_reported_as_stale(tmp_path: Path) -> None:
-    process = OncallProcess(["up"], local_settings(tmp_path / "data"), tmp_path)
-    process.wait_ready()
-    os.killpg(os.getpgid(process.proc.pid), signal.SIGKILL)
-    process.stop()
+    with OncallProcess(["up"], local_settings(tmp_path / "data"), tmp_path) as process:
+        process.wait_ready()
+        os.killpg(os.getpgid(process.proc.pid), signal.SIGKILL)
+        process.proc.wait(timeout=10)
     assert (tmp_path / "data" / "local.json").exists()
     for command in (["reply", "status"], ["inspect", "abc123"], ["replay", "--dry-run"]):
         result = run_oncall([*command, "--data-dir", str(tmp_path / "data")], {}, timeout=30)
@@ -105,11 +97,9 @@ def test_state_left_by_a_killed_local_mode_is_reported_as_stale(tmp_path: Path) 
         assert "no longer running" in result.stdout + result.stderr, command
         assert "Traceback" not in result.stderr, command
     # ...and a new local mode starts over it.
-    again = OncallProcess(["up"], local_settings(tmp_path / "data"), tmp_path)
-    try:
+    with OncallProcess(["up"], local_settings(tmp_path / "data"), tmp_path) as again:
         again.wait_ready()
-    finally:
-        assert again.stop() == 0
+        assert terminate_group(again) == 0
 
 
 def test_a_nats_password_is_never_printed(tmp_path: Path) -> None:
@@ -181,14 +171,11 @@ def test_a_busy_port_says_how_to_choose_another(tmp_path: Path) -> None:
 def test_child_processes_of_the_product_stop_with_it(tmp_path: Path) -> None:
     """The embedded nats-server is outside the product's process group (so a group SIGTERM reaches
     only the product), yet never outlives it."""
-    process = OncallProcess(["up"], local_settings(tmp_path / "data"), tmp_path)
-    process.wait_ready()
-    children = subprocess.run(
-        ["pgrep", "-P", str(process.proc.pid)], capture_output=True, text=True, check=False
-    ).stdout.split()
-    assert children, "an embedded nats-server runs beside the product"
-    terminate_group(process)
-    process.stop()
+    with OncallProcess(["up"], local_settings(tmp_path / "data"), tmp_path) as process:
+        process.wait_ready()
+        children = run_process(["pgrep", "-P", str(process.proc.pid)]).stdout.split()
+        assert children, "an embedded nats-server runs beside the product"
+        terminate_group(process)
     deadline = time.monotonic() + 10
     while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
         time.sleep(0.1)

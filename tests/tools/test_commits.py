@@ -106,7 +106,9 @@ async def test_the_default_is_the_last_seven_days_until_a_time(repo: Path) -> No
 
 
 async def test_a_checkout_that_is_not_a_git_repository(tmp_path: Path) -> None:
-    plain = install_demo_code(tmp_path / "plain")
+    plain = tmp_path / "plain"  # source files copied without their history
+    (plain / "inventory").mkdir(parents=True)
+    (plain / DEMO_BUGGY_FILE).write_text("def reserve_stock(): ...\n")
     with pytest.raises(BackendError) as raised:
         await recent_commits(LocalGit(plain, 5), RecentCommitsArgs(), 2000, NOW)
     assert raised.value.kind == "not_configured"
