@@ -4,6 +4,7 @@ made by the test and from the fake GitHub commits API."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +56,7 @@ def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkout whose history is HISTORY, the demo's buggy file included."""
     root = install_demo_code(tmp_path_factory.mktemp("checkout"))
+    shutil.rmtree(root / ".git")  # the demo's own history: this test writes its own
     git(root, "init", "--quiet", "--initial-branch=main")
     for date, author, subject, path in HISTORY:
         target = root / path
