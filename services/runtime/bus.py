@@ -35,12 +35,48 @@ class CasConflict(RuntimeError):
     pass
 
 
+class CountedKeyValue:
+    """A bucket whose every operation is counted in `oncall_kv_operations_total{bucket,op}`: one
+    count per call (a `create` nats-py retries over a deleted key is still one)."""
+
+    def __init__(self, bucket: str, kv: KeyValue):
+        self.bucket = bucket
+        self.kv = kv
+
+    def _count(self, op: str) -> None:
+        metrics.kv_operations.labels(bucket=self.bucket, op=op).inc()
+
+    async def get(self, key: str) -> KeyValue.Entry:
+        self._count("get")
+        return await self.kv.get(key)
+
+    async def create(self, key: str, value: bytes) -> int:
+        self._count("create")
+        return await self.kv.create(key, value)
+
+    async def update(self, key: str, value: bytes, last: int | None = None) -> int:
+        self._count("update")
+        return await self.kv.update(key, value, last=last)
+
+    async def put(self, key: str, value: bytes) -> int:
+        self._count("put")
+        return await self.kv.put(key, value)
+
+    async def delete(self, key: str) -> bool:
+        self._count("delete")
+        return await self.kv.delete(key)
+
+    async def keys(self) -> list[str]:
+        self._count("keys")
+        return await self.kv.keys()
+
+
 class Bus:
     def __init__(self, broker: NatsBroker, replicas: int = 1, ack_wait_seconds: float | None = None):
         self.broker = broker
         self.replicas = replicas
         self.ack_wait_seconds = ack_wait_seconds  # None: each consumer's own (ConsumerSpec)
-        self._kv: dict[str, KeyValue] = {}
+        self._kv: dict[str, CountedKeyValue] = {}
 
     @property
     def js(self) -> JetStreamContext:
@@ -70,9 +106,9 @@ class Bus:
 
     async def _declare_bucket(self, spec: BucketSpec) -> None:
         try:
-            self._kv[spec.name] = await self.js.key_value(spec.name)
+            kv = await self.js.key_value(spec.name)
         except nats.js.errors.BucketNotFoundError:
-            self._kv[spec.name] = await self.js.create_key_value(
+            kv = await self.js.create_key_value(
                 api.KeyValueConfig(
                     bucket=spec.name,
                     description=spec.description,
@@ -81,10 +117,11 @@ class Bus:
                     replicas=self.replicas,
                 )
             )
+        self._kv[spec.name] = CountedKeyValue(spec.name, kv)
 
-    async def kv(self, bucket: BucketSpec) -> KeyValue:
+    async def kv(self, bucket: BucketSpec) -> CountedKeyValue:
         if bucket.name not in self._kv:
-            self._kv[bucket.name] = await self.js.key_value(bucket.name)
+            self._kv[bucket.name] = CountedKeyValue(bucket.name, await self.js.key_value(bucket.name))
         return self._kv[bucket.name]
 
     async def publish_event(self, subject: str, message: BaseModel, msg_id: str) -> api.PubAck:

@@ -66,3 +66,9 @@ inbound_replies = Counter(
     "oncall_inbound_replies_total", "Inbound WhatsApp webhooks by outcome", ["outcome"], registry=REGISTRY
 )
 tickets = Counter("oncall_tickets_total", "Ticket requests by outcome", ["outcome"], registry=REGISTRY)
+kv_operations = Counter(
+    "oncall_kv_operations_total",
+    "JetStream KV operations by bucket and operation (get, create, update, put, delete, keys)",
+    ["bucket", "op"],
+    registry=REGISTRY,
+)
