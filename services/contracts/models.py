@@ -430,3 +430,23 @@ class GroupIndexEntry(BaseModel):
     opened_at: datetime = Field(default_factory=utc_now)
     firing: list[str] = Field(default_factory=list, description="Fingerprints of the firing alerts")
     episode: int = Field(default=0, description="How many incidents this group had before this one")
+
+
+OPEN_INCIDENTS_KEY = "open-incidents"  # in oncall_conversations; never an incident id (6 hex)
+
+
+class OpenIncident(BaseModel):
+    incident_id: str
+    opened_at: datetime = Field(default_factory=utc_now)
+
+
+class OpenIncidents(BaseModel):
+    """KV `oncall_conversations[open-incidents]`: the incidents not yet resolved, so that a reply
+    naming none finds the newest without listing the bucket. One key for every sender: every
+    on-call number (and the console) is paged for every incident. Kept by the diagnoser with
+    compare-and-set: an incident is added before its conversation is stored and removed after it
+    is resolved, so it may briefly name one that is not (yet, or any more) open; readers check."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    incidents: list[OpenIncident] = Field(default_factory=list)

@@ -18,6 +18,7 @@ from services.contracts.models import (
     incident_tag_in,
 )
 from services.diagnoser import conversation as conv
+from services.diagnoser import open_incidents
 from services.diagnoser.evidence import error_rate_of, gather_evidence, summarize
 from services.diagnoser.investigation import ModelDidNotConclude, compact, diagnose_with_model
 from services.diagnoser.model import ModelClient, ModelError, reason_of
@@ -102,6 +103,7 @@ class Diagnoser:
             base = existing or conv.new_conversation(group, incident_id)
             return conv.with_diagnosis(base, group, diagnosis, summary, rate, kept_messages, tokens)
 
+        await open_incidents.opened(self.bus, incident_id)  # first: the index may name more, never fewer
         stored = await self.bus.kv_update(streams.CONVERSATIONS, incident_id, Conversation, store)
         assert stored is not None
         metrics.diagnoses.labels(method=diagnosis.method).inc()
@@ -139,6 +141,7 @@ class Diagnoser:
             return conv.resolved(existing)
 
         closed = await self.bus.kv_update(streams.CONVERSATIONS, incident_id, Conversation, close)
+        await open_incidents.closed(self.bus, incident_id)  # also on a redelivery: after the close
         if closed is None:
             log.info("resolved notification for unknown incident %s: nothing to tell", incident_id)
             return
@@ -199,6 +202,7 @@ class Diagnoser:
             streams.CONVERSATIONS, conversation.incident_id, Conversation, record
         )
         if outcome.resolve and stored is not None:
+            await open_incidents.closed(self.bus, stored.incident_id)
             await self._publish_resolved(stored)
 
     async def _turn(self, conversation: Conversation, reply: HumanReplied) -> TurnOutcome:
@@ -224,21 +228,12 @@ class Diagnoser:
 
     async def _incident_for(self, named: str | None) -> Conversation | None:
         """The incident the reply names, else the newest open one (every on-call number is paged
-        for every incident, so that is the sender's newest open incident)."""
+        for every incident, so that is the sender's newest open incident). A NATS failure raises,
+        for a redelivery: it is never taken for "no open incident"."""
         if named:
             found, _ = await self.bus.kv_get(streams.CONVERSATIONS, named, Conversation)
             return found
-        kv = await self.bus.kv(streams.CONVERSATIONS)
-        try:
-            keys = await kv.keys()
-        except Exception:  # nats-py raises NoKeysError on an empty bucket
-            return None
-        open_ones = []
-        for key in keys:
-            found, _ = await self.bus.kv_get(streams.CONVERSATIONS, key, Conversation)
-            if found is not None and found.status != "resolved":
-                open_ones.append(found)
-        return max(open_ones, key=lambda c: c.opened_at, default=None)
+        return await open_incidents.newest_open(self.bus)
 
 
 def incident_named(reply: HumanReplied) -> str | None:

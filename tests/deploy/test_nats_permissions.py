@@ -311,7 +311,7 @@ async def _run_an_incident(processes: list[OncallProcess], port: int, webhook: b
             reply = HumanReplied(
                 message_sid=f"SMdeploytest{n}", sender="console", body=text, channel="console"
             )
-            # The first reply names no incident: the diagnoser lists the conversations' keys.
+            # The first reply names no incident: the diagnoser reads the index of open incidents.
             reply.incident_id = incident if n else None
             await js.publish(subjects.HUMAN_REPLIED, reply.to_bytes())
             await _wait_for_console(console, answer)
