@@ -2,7 +2,6 @@
 (one KV key), not by listing every conversation; a NATS failure there means a redelivery, never
 "I have no open incident to act on"."""
 
-import asyncio
 from typing import Any
 
 import nats.errors
@@ -12,11 +11,8 @@ from nats.js.kv import KeyValue
 
 from services.contracts import streams, subjects
 from services.contracts.models import OPEN_INCIDENTS_KEY, AlertGroup, HumanReplied, OpenIncidents
-from services.contracts.streams import ConsumerSpec
 from services.diagnoser.handlers import NO_OPEN_INCIDENT, Diagnoser
 from services.runtime import metrics
-from services.runtime.broker import make_broker
-from services.runtime.bus import Bus, subscribe_durable
 
 ON_CALL = "+15551230001"
 
@@ -92,7 +88,8 @@ async def test_a_nats_failure_while_matching_a_reply_is_redelivered_not_answered
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The KV read of the index (or a listing of the bucket) fails once, as NATS does when it is
-    briefly unavailable: the reply is redelivered and answered for the open incident."""
+    briefly unavailable: the reply is not answered "no open incident" but handed back for a
+    redelivery, which is answered for the open incident."""
     diagnoser = await open_incidents(harness, "opn021")
     failures: list[str] = []
     real_get, real_keys = KeyValue.get, KeyValue.keys
@@ -112,29 +109,12 @@ async def test_a_nats_failure_while_matching_a_reply_is_redelivered_not_answered
     monkeypatch.setattr(KeyValue, "get", flaky_get)
     monkeypatch.setattr(KeyValue, "keys", flaky_keys)
 
-    deliveries: list[str] = []
-
-    async def handle(message: HumanReplied) -> None:
-        deliveries.append(message.message_sid)
-        await diagnoser.on_human_reply(message)
-
-    spec = ConsumerSpec(
-        durable="t-open-incidents",
-        stream=streams.EVENTS,
-        subjects=[subjects.HUMAN_REPLIED],
-        backoff_seconds=(0.2,),
-    )
-    broker = make_broker(harness.url, "t-open-incidents")
-    subscribe_durable(broker, Bus(broker), spec, HumanReplied, handle)
-    await broker.start()
-    try:
-        await harness.bus.publish_event(subjects.HUMAN_REPLIED, reply("ack", "SMo21"), msg_id="SMo21")
-        for _ in range(100):
-            if len(deliveries) >= 2 and await answers(harness, wait=0):
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        await broker.stop()
-    assert failures and deliveries == ["SMo21", "SMo21"]
+    # The first delivery raises, so the durable consumer redelivers it (what a raising handler
+    # gets: tests/runtime/test_bus.py), and says nothing meanwhile; the redelivery is answered.
+    ack = reply("ack", "SMo21")
+    with pytest.raises(nats.errors.TimeoutError):
+        await diagnoser.on_human_reply(ack)
+    assert failures and await answers(harness) == []
+    await diagnoser.on_human_reply(ack)
     [(incident, text)] = await answers(harness)
     assert incident == "opn021" and "has taken" in text
