@@ -23,7 +23,19 @@ def run_pytest(
     environment.update(env or {})
     environment["PYTHONPATH"] = str(TESTS_DIR)
     done = run_process(
-        [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "-p", "no:asyncio", *options, "test_inner.py"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rA",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:asyncio",
+            *options,
+            "test_inner.py",
+        ],
         timeout=120,
         cwd=folder,
         env=environment,
