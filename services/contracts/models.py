@@ -196,7 +196,9 @@ class IncidentResolved(BusMessage):
     title: str
     started_at: datetime | None = None
     resolved_at: datetime = Field(default_factory=utc_now)
+    # The incident's ticket as its conversation knows it (diagnoser/outcomes.py).
     ticket_key: str | None = None
+    ticket_url: str | None = None
 
 
 # --- the human side ----------------------------------------------------------------------

@@ -154,6 +154,7 @@ class Diagnoser:
             started_at=min((a.starts_at for a in closed.alerts if a.starts_at), default=closed.opened_at),
             resolved_at=closed.resolved_at or closed.updated_at,
             ticket_key=closed.ticket_key,
+            ticket_url=closed.ticket_url,
         )
         await self.bus.publish_event(
             subjects.INCIDENTS_RESOLVED, event, msg_id=f"resolved-{closed.incident_id}"

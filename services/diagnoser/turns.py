@@ -211,6 +211,8 @@ def status_text(conversation: Conversation, data: Any, result: Any) -> str:
     head = f"*{conversation.title}* is {conversation.status}."
     if conversation.acked_by:
         head += f" Taken by {conversation.acked_by}."
+    if conversation.ticket_key:
+        head += f" Ticket: {conversation.ticket_key}."
     if isinstance(data, dict) and data.get("error_rate") is not None:
         return f"{head} Error rate now: {float(data['error_rate']):.1%}."
     if isinstance(data, dict):

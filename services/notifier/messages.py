@@ -96,7 +96,7 @@ def format_resolved(event: IncidentResolved) -> str:
     else:
         lines.append(f"Resolved at {resolved_at:%H:%M} UTC.")
     if event.ticket_key:
-        lines.append(f"Ticket: {event.ticket_key}")
+        lines.append(f"Ticket: {event.ticket_key} {event.ticket_url or ''}".rstrip())
     return "\n".join(lines)
 
 

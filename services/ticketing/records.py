@@ -6,6 +6,14 @@ Keys:
   ticket.<request>           the request's outcome, a TicketCreated (written after)
   ticket.incident.<incident> the incident's ticket, an IncidentTicket
   ticket-resolved.<incident> how far the resolution comment and transition got
+
+The incident's ticket has its home on its conversation (oncall_conversations, written by the diagnoser
+from tickets.created), where `oncall inspect`, the resolution message and the model read it. Ticketing
+keeps `ticket.incident.<incident>` all the same, for its own idempotency: it is written in the handler
+that acted, before the outcome is published, whereas the conversation learns of the ticket only when
+the diagnoser has consumed that outcome. A second request in between (a quick follow-up, a redelivery)
+must find the ticket to comment on it rather than create another. It also keeps the priority last asked
+for, which the conversation does not, and ticketing's NATS user cannot read the conversations.
 """
 
 import hashlib

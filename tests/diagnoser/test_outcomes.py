@@ -2,11 +2,24 @@
 ticketing and alert_ingest are recorded there (once, however often they are delivered), and
 `oncall inspect` shows them."""
 
-from diagnoser_harness import Harness, alert_group
+import json
 
-from services.contracts import streams
-from services.contracts.models import Conversation, SilenceApplied, TicketCreated, TicketFailed
+from diagnoser_harness import Harness, alert_group
+from fakes import FakeOpenAI
+
+from services.contracts import streams, subjects
+from services.contracts.models import (
+    Conversation,
+    HumanReplied,
+    IncidentResolved,
+    SilenceApplied,
+    TicketCreated,
+    TicketFailed,
+    ToolResult,
+)
 from services.diagnoser import outcomes
+from services.diagnoser.turns import status_text
+from services.notifier.messages import format_resolved
 from services.runtime.operate import describe
 
 
@@ -76,3 +89,34 @@ async def test_an_outcome_for_an_unknown_incident_changes_nothing(harness: Harne
     )
     conversation, _ = await harness.bus.kv_get(streams.CONVERSATIONS, "nope00", Conversation)
     assert conversation is None
+
+
+async def test_every_reader_sees_the_conversations_ticket(harness: Harness) -> None:
+    """The resolution (its event, and the message made of it), the model's context in a human
+    turn and the rules' status answer all name the ticket recorded on the conversation."""
+    group = alert_group()
+    incident = (await diagnosed(harness)).incident_id
+    created = TicketCreated(
+        request_id="r3", incident_id=incident, key="OPS-9", url="https://jira/browse/OPS-9"
+    )
+    await outcomes.record_ticket(harness.bus, created)
+    conversation = await current(harness, incident)
+
+    with FakeOpenAI([{"content": "The ticket is OPS-9."}]) as model:
+        diagnoser = harness.diagnoser(model)
+        asked = HumanReplied(
+            message_sid="SMt1", sender="+15551230001", body="which ticket?", incident_id=incident
+        )
+        await diagnoser.on_human_reply(asked)
+        context = json.dumps(model.chat_requests[0]["messages"])
+    assert "OPS-9" in context and created.url in context
+    unreadable = ToolResult.failure("compute_error_rate", "unavailable", "Prometheus is down")
+    assert "Ticket: OPS-9." in status_text(conversation, None, unreadable)
+
+    resolved = group.model_copy(update={"status": "resolved"}, deep=True)
+    await diagnoser.on_alert_resolved(resolved)
+    (event,) = await harness.published(subjects.INCIDENTS_RESOLVED)
+    assert (event["ticket_key"], event["ticket_url"]) == ("OPS-9", created.url)
+    assert "Ticket: OPS-9 https://jira/browse/OPS-9" in format_resolved(
+        IncidentResolved.model_validate(event)
+    )

@@ -6,8 +6,10 @@ started as `oncall up` starts them; outside SaaS replaced by fakes that keep the
 """
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +273,61 @@ def test_without_twilio_the_console_channel_and_oncall_reply_carry_both_stories(
         assert "OPS-1" in reply.stdout, reply.stdout
         assert backends.jira.issues[0]["assignee"] == {"accountId": RAVI["accountId"]}
         assert backends.twilio.messages == []
+
+
+def resolved_webhook(fixtures_dir: Path) -> bytes:
+    """Alertmanager's notification that the group of alertmanager_webhook_real.json resolved."""
+    hook = json.loads((fixtures_dir / "alertmanager_webhook_real.json").read_bytes())
+    hook["status"] = "resolved"
+    for alert in hook["alerts"]:
+        alert["status"] = "resolved"
+        alert["endsAt"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return json.dumps(hook).encode()
+
+
+def inspect_until(nats_url: str, incident: str, text: str, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = run_oncall(["inspect", incident], {"NATS_URL": nats_url})
+        assert shown.returncode == 0, shown.stderr
+        if text in shown.stdout or time.monotonic() > deadline:
+            return shown.stdout
+        time.sleep(0.3)
+
+
+def test_the_incidents_ticket_reaches_the_resolution_message_and_inspect(
+    clean_bus: str, backends: Backends, fixtures_dir: Path, tmp_path: Path
+) -> None:
+    """The ticket has one home, the incident's conversation: `oncall inspect` and the resolution
+    message sent to every on-call number read it there."""
+    with oncall_up(backends.settings(clean_bus, model=False), tmp_path) as oncall:
+        incident = post_alert(oncall.url, fixtures_dir).json()["incident_ids"][0]
+        backends.twilio.wait_for(lambda t: len(t.messages) >= 2, timeout=30)
+        params = whatsapp_reply(
+            ON_CALL[0], "create jira task and assign to ravi", "SM" + "4" * 32, backends.twilio.account_sid
+        )
+        assert (
+            post_signed_reply(oncall.url, PUBLIC_BASE_URL, backends.twilio.auth_token, params).status_code
+            == 200
+        )
+        backends.twilio.wait_for(lambda t: sum("OPS-1" in m["Body"] for m in t.messages) >= 2, timeout=30)
+        link = f"{backends.jira.url}/browse/OPS-1"
+        assert f"ticket:   OPS-1 {link}" in inspect_until(clean_bus, incident, "OPS-1")
+
+        resolved = httpx.post(
+            oncall.url + "/alerts",
+            content=resolved_webhook(fixtures_dir),
+            timeout=10,
+            headers={"Authorization": f"Bearer {INGEST_TOKEN}", "Content-Type": "application/json"},
+        )
+        assert resolved.status_code == 202 and resolved.json()["incident_ids"] == [incident]
+        backends.twilio.wait_for(
+            lambda t: sum("*Resolved*" in m["Body"] for m in t.messages) >= 2, timeout=30
+        )
+        for message in (m for m in backends.twilio.messages if "*Resolved*" in m["Body"]):
+            assert f"#{incident}" in message["Body"] and f"Ticket: OPS-1 {link}" in message["Body"]
+        shown = inspect_until(clean_bus, incident, "[resolved]")
+        assert "[resolved]" in shown and f"ticket:   OPS-1 {link}" in shown
 
 
 def test_a_wrong_token_is_refused_and_nothing_is_diagnosed(

@@ -154,13 +154,16 @@ def test_resolved_says_how_long_it_lasted() -> None:
         started_at=STARTED,
         resolved_at=STARTED + timedelta(hours=1, minutes=23),
         ticket_key="OPS-456",
+        ticket_url="https://acme.atlassian.net/browse/OPS-456",
     )
 
     text = format_resolved(event)
 
     assert text.splitlines()[0] == "✅ *Resolved* #a1b2c3"
     assert "Lasted 1 h 23 min (06:05 → 07:28 UTC)" in text
-    assert "OPS-456" in text
+    assert "Ticket: OPS-456 https://acme.atlassian.net/browse/OPS-456" in text
+    no_link = format_resolved(event.model_copy(update={"ticket_url": None}))  # from an older diagnoser
+    assert no_link.endswith("Ticket: OPS-456")
 
 
 def test_resolved_without_start_time() -> None:
