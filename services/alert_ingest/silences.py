@@ -8,6 +8,7 @@ from services.alert_ingest.alertmanager import AlertmanagerClient, AlertmanagerE
 from services.contracts import streams, subjects
 from services.contracts.models import NotifyText, SilenceApplied, SilenceRequested, utc_now
 from services.runtime.bus import Bus
+from services.runtime.text import format_duration
 
 log = logging.getLogger("oncall.alert_ingest.silences")
 
@@ -67,7 +68,8 @@ async def _apply(
                 return _outcome(request, "I can't silence this incident: its alerts have no labels to match.")
             duration = timedelta(seconds=request.duration_seconds)
             matched = ", ".join(f"{m.name}={m.value}" for m in request.matchers)
-            done = f"🔕 Silenced for {_human(duration)} ({matched}). Reply `unsilence` to undo."
+            lasting = format_duration(duration.total_seconds())
+            done = f"🔕 Silenced for {lasting} ({matched}). Reply `unsilence` to undo."
             if current and current.get("request_id") == request.request_id:
                 # A redelivery: this very request already made its silence.
                 return _outcome(request, done, ok=True, silence_id=current.get("silence_id"))
@@ -86,10 +88,3 @@ async def _apply(
             raise
         log.warning("silence %s for incident %s refused: %s", request.action, request.incident_id, exc)
         return _outcome(request, f"Alertmanager did not accept that: {exc}")
-
-
-def _human(duration: timedelta) -> str:
-    minutes = int(duration.total_seconds() // 60)
-    if minutes % (24 * 60) == 0:
-        return f"{minutes // (24 * 60)}d"
-    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes} min"

@@ -8,6 +8,7 @@ import openai
 from openai import AsyncOpenAI
 
 from services.runtime.settings import Settings
+from services.runtime.text import clip
 
 DEFAULT_HOST = "api.openai.com"  # the SDK's default base URL when OPENAI_BASE_URL is unset
 MAX_REASON_CHARS = 160
@@ -41,14 +42,14 @@ def failure_reason(exc: openai.OpenAIError, timeout_seconds: float) -> str:
         return f"timeout after {timeout_seconds:g} s"
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__
-        return f"could not connect: {cause}"[:MAX_REASON_CHARS] if cause else "could not connect"
+        return clip(f"could not connect: {cause}", MAX_REASON_CHARS) if cause else "could not connect"
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return f"HTTP {exc.status_code}: the API key was refused"
     if isinstance(exc, openai.APIStatusError):
         body = exc.body if isinstance(exc.body, dict) else {}
         detail = body.get("message") if isinstance(body.get("message"), str) else None
         reason = f"HTTP {exc.status_code}: {detail}" if detail else f"HTTP {exc.status_code}"
-        return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"
+        return clip(reason, MAX_REASON_CHARS)
     return exc.__class__.__name__
 
 

@@ -23,6 +23,7 @@ from services.diagnoser.prompts import HUMAN_TURN_SYSTEM_PROMPT, incident_contex
 from services.diagnoser.replies import HELP_TEXT, not_understood, parse_reply
 from services.diagnoser.toolcalls import ToolCaller
 from services.runtime.settings import Settings
+from services.runtime.text import format_duration
 
 log = logging.getLogger("oncall.diagnoser.turns")
 
@@ -139,7 +140,9 @@ def perform(
                 )
             )
         note = (
-            f"Silencing {title} for {_duration(minutes)}." if create else f"Removing the silence on {title}."
+            f"Silencing {title} for {format_duration(minutes * 60)}."
+            if create
+            else f"Removing the silence on {title}."
         )
     elif name == tools.ACKNOWLEDGE_INCIDENT.name:
         outcome.acknowledge = True
@@ -161,12 +164,6 @@ def _refusal(name: str, systems: Systems) -> str | None:
     if name == tools.UNSILENCE_ALERT.name and not systems.alertmanager:
         return f"I can't unsilence: {ALERTMANAGER_NOT_CONFIGURED}."
     return None
-
-
-def _duration(minutes: int) -> str:
-    if minutes % (24 * 60) == 0:
-        return f"{minutes // (24 * 60)}d"
-    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes} min"
 
 
 async def rules_turn(

@@ -20,6 +20,7 @@ from services.contracts.models import incident_tag
 from services.notifier import messages, records
 from services.runtime import metrics
 from services.runtime.bus import Bus, PermanentError
+from services.runtime.outbound import OutboundError
 from services.runtime.settings import normalize_phone
 
 log = logging.getLogger("oncall.notifier")
@@ -34,10 +35,10 @@ SEND_LEASE_SECONDS: Final = 60.0
 WINDOW_CLOSED: Final = 63016
 
 
-class SendError(Exception):
+class SendError(OutboundError):
     """A channel could not send. `permanent`: retrying the same message cannot succeed
     (bad number, rejected body); otherwise it may (rate limit, outage, timeout). `status` is
-    the HTTP status Twilio answered, None when no answer came."""
+    the HTTP status Twilio answered, None when no answer came; `code` Twilio's error code."""
 
     def __init__(
         self,
@@ -47,12 +48,15 @@ class SendError(Exception):
         status: int | None = None,
         retry_after: float | None = None,
     ):
-        super().__init__(f"{'permanent' if permanent else 'transient'} send error {code}: {message}")
-        self.permanent = permanent
+        super().__init__("Twilio", status, message, not permanent, retry_after)
         self.code = code
-        self.message = message
-        self.status = status
-        self.retry_after = retry_after
+
+    @property
+    def permanent(self) -> bool:
+        return not self.transient
+
+    def __str__(self) -> str:
+        return f"{'permanent' if self.permanent else 'transient'} send error {self.code}: {self.message}"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ incident carries its tag (`#a1b2c3`), which is how a typed reply finds its incid
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Final
 
 from services.contracts.models import (
@@ -18,6 +17,8 @@ from services.contracts.models import (
     TicketFailed,
     incident_tag,
 )
+from services.runtime.text import clip, format_duration
+from services.runtime.times import as_utc
 
 # Twilio rejects a Body over 1600 characters (error 21617).
 MAX_MESSAGE_CHARS: Final = 1600
@@ -46,7 +47,7 @@ def format_diagnosis(event: IncidentDiagnosed) -> str:
     if event.alert_count > 1:
         lines.append(f"*Alerts firing:* {event.alert_count}")
 
-    lines += ["", "*Root cause:*", _clip(d.root_cause.strip(), MAX_FIELD_CHARS)]
+    lines += ["", "*Root cause:*", clip(d.root_cause.strip(), MAX_FIELD_CHARS)]
     facts = []
     if d.affected_file:
         where = f"{d.affected_file}:{d.line}" if d.line else d.affected_file
@@ -58,16 +59,16 @@ def format_diagnosis(event: IncidentDiagnosed) -> str:
 
     evidence = [e for e in (_one_line(e) for e in d.evidence) if e][:MAX_EVIDENCE_LINES]
     if evidence:
-        lines += ["", "*Evidence:*", *(f"> {_clip(e, MAX_EVIDENCE_CHARS)}" for e in evidence)]
+        lines += ["", "*Evidence:*", *(f"> {clip(e, MAX_EVIDENCE_CHARS)}" for e in evidence)]
     if d.suggested_fix.strip():
-        lines += ["", "*Suggested fix:*", _clip(d.suggested_fix.strip(), MAX_FIELD_CHARS)]
+        lines += ["", "*Suggested fix:*", clip(d.suggested_fix.strip(), MAX_FIELD_CHARS)]
     steps = [s for s in (_one_line(s) for s in d.next_steps) if s][:MAX_NEXT_STEPS]
     if steps:
-        lines += ["", "*Next steps:*", *(f"- {_clip(s, MAX_LIST_ITEM_CHARS)}" for s in steps)]
+        lines += ["", "*Next steps:*", *(f"- {clip(s, MAX_LIST_ITEM_CHARS)}" for s in steps)]
 
     notes = []
     if d.method == "rules":
-        why = f": {_clip(_one_line(d.fallback_reason), MAX_LIST_ITEM_CHARS)}" if d.fallback_reason else ""
+        why = f": {clip(_one_line(d.fallback_reason), MAX_LIST_ITEM_CHARS)}" if d.fallback_reason else ""
         notes.append(f"_Rule-based diagnosis{why}_")
     if event.truncated_alerts > 0:
         notes.append(
@@ -86,9 +87,9 @@ def format_diagnosis(event: IncidentDiagnosed) -> str:
 
 def format_resolved(event: IncidentResolved) -> str:
     lines = [f"✅ *Resolved* {incident_tag(event.incident_id)}", f"*{_one_line(event.title)}*"]
-    resolved_at = _utc(event.resolved_at)
+    resolved_at = as_utc(event.resolved_at)
     if event.started_at is not None:
-        started_at = _utc(event.started_at)
+        started_at = as_utc(event.started_at)
         lines.append(
             f"Lasted {format_duration((resolved_at - started_at).total_seconds())} "
             f"({started_at:%H:%M} → {resolved_at:%H:%M} UTC)."
@@ -110,7 +111,7 @@ def format_ticket_created(event: TicketCreated) -> str:
     elif not event.existing:
         lines.append("Unassigned")
     if event.note:
-        lines.append(_clip(event.note.strip(), MAX_FIELD_CHARS))
+        lines.append(clip(event.note.strip(), MAX_FIELD_CHARS))
     return "\n".join(lines)
 
 
@@ -118,7 +119,7 @@ def format_ticket_failed(event: TicketFailed) -> str:
     return "\n".join(
         [
             f"⚠️ *Jira task not created* {incident_tag(event.incident_id)}",
-            _clip(event.reason.strip(), MAX_FIELD_CHARS) or "No reason was given.",
+            clip(event.reason.strip(), MAX_FIELD_CHARS) or "No reason was given.",
             "",
             "Reply `create jira task and assign to <name>` to try again.",
         ]
@@ -140,7 +141,7 @@ def invitation(incident_id: str | None, headline: str) -> str:
     line = _one_line(headline)
     if incident_id is not None and incident_tag(incident_id) not in line:
         line = f"{incident_tag(incident_id)} {line}".strip()
-    return _clip(line, MAX_INVITE_CHARS)
+    return clip(line, MAX_INVITE_CHARS)
 
 
 def first_line(text: str) -> str:
@@ -152,7 +153,7 @@ def with_asker(answer: str, sender: str, profile_name: str | None, question: str
     colleague's request it answers. The number is shown masked beside the WhatsApp profile name:
     the name is whatever the person typed in WhatsApp, the number is what Twilio vouches for."""
     who = f"{_one_line(profile_name)} ({mask_number(sender)})" if profile_name else mask_number(sender)
-    quote = _clip(_one_line(question), MAX_QUOTE_CHARS)
+    quote = clip(_one_line(question), MAX_QUOTE_CHARS)
     header = f"↩️ *{who}:* “{quote}”" if quote else f"↩️ *{who}*"
     return f"{header}\n\n{answer}"
 
@@ -167,20 +168,6 @@ def format_ratio(ratio: float) -> str:
     if 0 < ratio < 0.001:
         return "<0.1%"
     return f"{ratio * 100:.1f}%"
-
-
-def format_duration(seconds: float) -> str:
-    total = max(0, round(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min"
-    return f"{secs} s"
 
 
 # --- splitting ---------------------------------------------------------------------------
@@ -272,12 +259,3 @@ def _cut_line(line: str, room: int) -> Iterator[str]:
 
 def _one_line(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip()
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _utc(moment: datetime) -> datetime:
-    # Producers should send aware datetimes; a naive one is taken as UTC rather than failing.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -1,25 +1,17 @@
 """WhatsApp through the Twilio Messages API: the one module that talks to Twilio.
 
-The SDK does not retry (docs/vendor-contracts.md §3.4), so a send retries Twilio's 429 and 5xx itself,
-with jittered exponential backoff, honouring Retry-After, within a small budget; beyond that the
-consumer's redelivery takes over. Everything else Twilio refuses is final for that message.
+The SDK does not retry (docs/vendor-contracts.md §3.4), so a send retries Twilio's 429 and 5xx itself
+under the outbound retry policy (services/runtime/outbound.py: jittered exponential backoff,
+honouring Retry-After, within a small budget); beyond that the consumer's redelivery takes over.
+Everything else Twilio refuses is final for that message.
 """
 
 import asyncio
 import json
 import logging
 import threading
-from dataclasses import dataclass
 from typing import Any, Final
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_exponential_jitter,
-)
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
@@ -28,25 +20,15 @@ from twilio.rest import Client
 from services.notifier.delivery import SendError, Thread
 from services.notifier.webhook import STATUS_PATH
 from services.runtime import metrics
+from services.runtime.outbound import OutboundError, RetryPolicy, is_transient, parse_retry_after
 from services.runtime.settings import Settings, normalize_phone
 
 log = logging.getLogger("oncall.notifier.whatsapp")
 
 # The SDK has no timeout by default: a hung connection would hold a consumer forever.
 HTTP_TIMEOUT_SECONDS: Final = 15.0
-TOO_MANY_REQUESTS: Final = 429
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Retries of one send inside the call: `attempts` in all, no wait that would end past
-    `budget_seconds` after the first try (so a consumer is never held long)."""
-
-    attempts: int = 4
-    budget_seconds: float = 10.0
-    first_wait_seconds: float = 0.5
-    max_wait_seconds: float = 4.0
-    jitter_seconds: float = 0.5
+# Retries of one send: a consumer is never held long (4 tries within 10 s, waits from 0.5 s to 4 s).
+SEND_RETRY: Final = RetryPolicy(attempts=4, budget_seconds=10.0, max_wait_seconds=4.0)
 
 
 class WhatsAppClient:
@@ -63,7 +45,7 @@ class WhatsAppClient:
         *,
         status_callback: str | None = None,
         template_sid: str | None = None,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = SEND_RETRY,
         timeout_seconds: float = HTTP_TIMEOUT_SECONDS,
     ):
         self._from = f"whatsapp:{normalize_phone(from_number)}"
@@ -77,7 +59,7 @@ class WhatsAppClient:
             self._client.api.base_url = api_base_url.rstrip("/")
 
     @classmethod
-    def from_settings(cls, settings: Settings, retry: RetryPolicy = RetryPolicy()) -> "WhatsAppClient":
+    def from_settings(cls, settings: Settings, retry: RetryPolicy = SEND_RETRY) -> "WhatsAppClient":
         sid, token, number = (
             settings.twilio_account_sid,
             settings.twilio_auth_token,
@@ -123,16 +105,14 @@ class WhatsAppClient:
         params: dict[str, Any] = {"to": recipient, "from_": self._from, **content}
         if self._status_callback:
             params["status_callback"] = self._status_callback
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(_worth_retrying),
-            stop=stop_after_attempt(self._retry.attempts) | stop_before_delay(self._retry.budget_seconds),
-            wait=_wait(self._retry),
-            before_sleep=_count_retry,
-            reraise=True,
-        )
         # The SDK is synchronous: keep its blocking HTTP call off the event loop.
-        sid: str = await retrying(asyncio.to_thread, self._create_blocking, params)
-        return sid
+        return await self._retry.call(
+            lambda: asyncio.to_thread(self._create_blocking, params),
+            may_retry=_answered,
+            on_retry=_count_retry,
+            what="Twilio send",
+            logger=log,
+        )
 
     def _create_blocking(self, params: dict[str, Any]) -> str:
         try:
@@ -174,11 +154,14 @@ def status_callback_url(public_base_url: str | None) -> str | None:
 
 
 def send_error(exc: TwilioRestException | TwilioServiceException, retry_after: float | None) -> SendError:
+    """What Twilio's refusal means, by the outbound status classifier: 429 (rate limit) and 5xx
+    (Twilio's trouble) may pass later; any other 4xx refuses this very message (bad number,
+    body, credentials) for good."""
     # exc.msg / exc.detail, not str(exc): the latter is colourised for terminals.
     message = exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)
     code = exc.code if isinstance(exc.code, int) else None
     return SendError(
-        permanent=is_permanent(exc.status),
+        permanent=not is_transient(exc.status),
         code=code,
         message=message,
         status=exc.status,
@@ -186,42 +169,11 @@ def send_error(exc: TwilioRestException | TwilioServiceException, retry_after: f
     )
 
 
-def is_permanent(status: int) -> bool:
-    """4xx means Twilio refused this very request (bad number, body, credentials): sending it
-    again cannot help. 429 (rate limit) and 5xx (Twilio's trouble) may pass later."""
-    return 400 <= status < 500 and status != TOO_MANY_REQUESTS
+def _answered(error: OutboundError) -> bool:
+    # Only when Twilio answered that it did not take the message (429) or failed (5xx): after a
+    # lost answer (no status) the message may exist, and the consumer's redelivery decides.
+    return error.status is not None
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (Twilio sends delta-seconds)."""
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
-
-
-def _worth_retrying(exc: BaseException) -> bool:
-    # Only when Twilio answered that it did not take the message (429) or failed (5xx).
-    return isinstance(exc, SendError) and exc.status is not None and not is_permanent(exc.status)
-
-
-def _wait(policy: RetryPolicy) -> Any:
-    backoff = wait_exponential_jitter(
-        multiplier=policy.first_wait_seconds, max=policy.max_wait_seconds, jitter=policy.jitter_seconds
-    )
-
-    def wait(state: RetryCallState) -> float:
-        delay: float = backoff(state)
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, SendError) and exc.retry_after is not None:
-            delay = max(delay, exc.retry_after)  # never sooner than Twilio asked
-        return delay
-
-    return wait
-
-
-def _count_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
+def _count_retry(_: OutboundError) -> None:
     metrics.whatsapp_sends.labels(channel=WhatsAppClient.name, outcome="retried").inc()
-    wait = state.next_action.sleep if state.next_action else 0.0
-    log.warning("Twilio send attempt %d failed (%s); retrying in %.1fs", state.attempt_number, exc, wait)

@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from collections.abc import Coroutine, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -25,6 +25,7 @@ from services.runtime.observability import configure_logging
 from services.runtime.operate import Selection, describe, read_conversation, replay
 from services.runtime.service import SERVICE_NAMES
 from services.runtime.settings import Settings
+from services.runtime.times import assume_utc
 
 T = TypeVar("T")
 
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+    return None if moment is None else assume_utc(moment)
 
 
 def nats_url_for(settings: Settings) -> str | None:

@@ -27,6 +27,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from services.runtime.times import as_utc
+
 DEMO_SERVICE = "inventory"
 DEMO_BUGGY_FILE = "inventory/inventory_service.py"
 DEMO_BUGGY_LINE = 47
@@ -109,7 +111,7 @@ def install_demo_code(target_dir: Path, now: datetime | None = None) -> Path:
     _copy_tree(_ASSETS, target_dir)
     if shutil.which("git"):
         shutil.rmtree(target_dir / ".git", ignore_errors=True)  # each run: the bug arrived just now
-        _write_history(target_dir, _as_utc(now or datetime.now(UTC)))
+        _write_history(target_dir, as_utc(now or datetime.now(UTC)))
     return target_dir
 
 
@@ -182,13 +184,8 @@ def _traceback_message() -> str:
     )
 
 
-def _as_utc(moment: datetime) -> datetime:
-    # A naive datetime is taken as UTC rather than local time, so output never depends on TZ.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _iso_ms(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return as_utc(moment).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _fields(rng: random.Random) -> dict[str, Any]:
@@ -215,7 +212,7 @@ def demo_log_lines(now: datetime, seconds: int = 300, seed: int = 7) -> list[dic
     warehouse-DB timeout now and then, and from 2 minutes before `now` a burst of failed
     reservations whose ERROR messages carry the traceback ending at the buggy line.
     """
-    now = _as_utc(now)
+    now = as_utc(now)
     start = now - timedelta(seconds=seconds)
     burst_start = now - _BURST
     rng = random.Random(seed)
@@ -272,7 +269,7 @@ def demo_alert_webhook(now: datetime, run_id: str = "") -> dict[str, Any]:
     # Stable per label set, like Alertmanager's own fingerprint, so re-sends deduplicate.
     label_text = ",".join(f"{name}={value}" for name, value in sorted(labels.items()))
     fingerprint = hashlib.sha256(label_text.encode()).hexdigest()[:16]
-    starts_at = _as_utc(now) - _BURST + timedelta(seconds=1.389)
+    starts_at = as_utc(now) - _BURST + timedelta(seconds=1.389)
     route = f'{{}}/{{demo_run="{run_id}"}}' if run_id else "{}"
     return {
         "receiver": "oncall-agent",

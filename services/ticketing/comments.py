@@ -1,8 +1,8 @@
 """The comments the agent adds to an incident's ticket, as ADF documents (pure functions)."""
 
-from datetime import UTC, datetime
-
 from services.contracts.models import IncidentResolved, TicketRequested, incident_tag
+from services.runtime.text import format_duration
+from services.runtime.times import as_utc
 from services.ticketing import adf
 from services.ticketing.adf import Node
 
@@ -33,30 +33,12 @@ def resolution(event: IncidentResolved) -> Node:
 def resolution_text(event: IncidentResolved) -> str:
     """ "Resolved after 1 h 23 min: from 06:02 to 07:25 UTC on 2024-05-01 (incident #a1b2c3)."."""
     tag = incident_tag(event.incident_id)
-    end = _utc(event.resolved_at)
+    end = as_utc(event.resolved_at)
     if event.started_at is None:
         return f"Resolved at {end:%H:%M} UTC on {end:%Y-%m-%d} (incident {tag})."
-    start = _utc(event.started_at)
+    start = as_utc(event.started_at)
     if start.date() == end.date():
         span = f"from {start:%H:%M} to {end:%H:%M} UTC on {end:%Y-%m-%d}"
     else:
         span = f"from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
     return f"Resolved after {format_duration((end - start).total_seconds())}: {span} (incident {tag})."
-
-
-def format_duration(seconds: float) -> str:
-    """Two units at most, the way people say it: "45 s", "23 min", "1 h 23 min", "2 d 3 h"."""
-    total = max(0, int(seconds))
-    if total < 60:
-        return f"{total} s"
-    minutes, hours, days = total // 60 % 60, total // 3600 % 24, total // 86400
-    if days:
-        return f"{days} d {hours} h" if hours else f"{days} d"
-    if hours:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{minutes} min"
-
-
-def _utc(moment: datetime) -> datetime:
-    # Alertmanager times carry an offset; a naive one can only be UTC.
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,37 +1,32 @@
-"""Jira Cloud REST v3 client: one class, a few verbs, one retry policy (docs/vendor-contracts.md §4).
+"""Jira Cloud REST v3 client: one class, a few verbs, the outbound retry policy (docs/vendor-contracts.md §4).
 
 Auth is basic `email:api_token`; the token lives only inside the httpx client and is never
 logged nor put in an error message.
 """
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_exponential_jitter,
+
+from services.runtime.outbound import (
+    OutboundError,
+    RetryPolicy,
+    is_transient,
+    never_sent,
+    parse_retry_after,
+    provably_unprocessed,
 )
 
 log = logging.getLogger("oncall.ticketing.jira")
 
-MAX_ATTEMPTS = 3
-# Retries stop before a wait would take the whole call past this budget, well inside the
-# consumer's ack wait; the consumer's own redelivery backoff takes over from there.
-MAX_RETRY_SECONDS = 30.0
+# 3 tries, waits from 0.5 s to 8 s; no wait past 30 s from the first try, well inside the
+# consumer's ack wait: the consumer's own redelivery backoff takes over from there.
+JIRA_RETRY = RetryPolicy(attempts=3, budget_seconds=30.0, max_wait_seconds=8.0)
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 MAX_MESSAGE_CHARS = 500
-# Statuses where Jira turned the request away before acting on it: safe to resend even a create.
-_REJECTED_UNPROCESSED = frozenset({429, 503})
 _STATUS_HINTS = {
     401: "Jira rejected the credentials: check JIRA_EMAIL and JIRA_API_TOKEN",
     403: "the Jira account lacks the permission for this",
@@ -39,8 +34,9 @@ _STATUS_HINTS = {
 }
 
 
-class JiraError(Exception):
-    """A failed Jira call. `status` is None when no response came back (connection, timeout)."""
+class JiraError(OutboundError):
+    """A failed Jira call. `status` is None when no response came back (connection, timeout);
+    `transient` (rate limits, Jira's 5xx, network trouble) by the outbound status classifier."""
 
     def __init__(
         self,
@@ -50,19 +46,9 @@ class JiraError(Exception):
         sent: bool = True,
         field_errors: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
-        # False only when the request provably never reached Jira (connection refused, ...).
-        self.sent = sent
+        super().__init__("Jira", status, message, is_transient(status), retry_after, sent=sent)
         # The ErrorCollection's `errors` (field -> message), e.g. why `priority` cannot be set.
         self.field_errors = field_errors or {}
-
-    @property
-    def transient(self) -> bool:
-        """Worth trying again later: rate limits, Jira's 5xx and network trouble. Other 4xx are final."""
-        return self.status is None or self.status == 429 or self.status >= 500
 
     def __str__(self) -> str:
         return f"Jira {self.status or 'unreachable'}: {self.message}"
@@ -175,29 +161,20 @@ class JiraClient:
     async def _call(self, method: str, path: str, idempotent: bool, **kwargs: Any) -> Any:
         """One request under the retry policy. A create is resent only when Jira provably did not act
         on it (429/503, or no connection): after a lost response a resend could duplicate the issue."""
-
-        def should_retry(exc: BaseException) -> bool:
-            return (
-                isinstance(exc, JiraError)
-                and exc.transient
-                and (idempotent or not exc.sent or exc.status in _REJECTED_UNPROCESSED)
-            )
-
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(should_retry),
-            stop=stop_after_attempt(MAX_ATTEMPTS) | stop_before_delay(MAX_RETRY_SECONDS),
-            wait=_wait_retry_after,
-            before_sleep=_log_retry(method, path),
-            reraise=True,
+        return await JIRA_RETRY.call(
+            lambda: self._send(method, path, **kwargs),
+            may_retry=None if idempotent else provably_unprocessed,
+            what=f"{method} {path}",
+            logger=log,
         )
-        return await retrying(self._send, method, path, **kwargs)
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = await self._http.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise JiraError(None, f"cannot connect to {self.url} ({type(exc).__name__})", sent=False) from exc
         except httpx.TransportError as exc:
+            if never_sent(exc):
+                message = f"cannot connect to {self.url} ({type(exc).__name__})"
+                raise JiraError(None, message, sent=False) from exc
             raise JiraError(None, f"no answer from {self.url} ({type(exc).__name__})") from exc
         if not response.is_success:
             raise JiraError(
@@ -245,42 +222,3 @@ def error_message(response: httpx.Response) -> str:
     else:
         message = detail or f"HTTP {response.status_code} {response.reason_phrase}".strip()
     return message[:MAX_MESSAGE_CHARS]
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-_backoff = wait_exponential_jitter(multiplier=0.5, jitter=0.5, max=8.0)
-
-
-def _wait_retry_after(state: RetryCallState) -> float:
-    """Jira's Retry-After when it gave one, else exponential backoff with jitter."""
-    exc = state.outcome.exception() if state.outcome else None
-    if isinstance(exc, JiraError) and exc.retry_after is not None:
-        return exc.retry_after
-    return float(_backoff(state))
-
-
-def _log_retry(method: str, path: str) -> Callable[[RetryCallState], None]:
-    def before_sleep(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        log.warning(
-            "%s %s failed (try %d): %s; retrying in %.1fs", method, path, state.attempt_number, exc, wait
-        )
-
-    return before_sleep

@@ -15,6 +15,7 @@ from services.contracts import streams, subjects
 from services.contracts.models import NotifyText, Priority, TicketCreated, TicketFailed, TicketRequested
 from services.runtime import metrics
 from services.runtime.bus import Bus
+from services.runtime.text import clip
 from services.ticketing import adf, comments, records
 from services.ticketing.assignees import Ambiguous, Assignment, choice_question, resolve_assignee
 from services.ticketing.config import TicketingConfig
@@ -194,10 +195,7 @@ def issue_fields(
 
 def summary_for(req: TicketRequested) -> str:
     """`[P2] <title>` on one line (Jira rejects newlines) within Jira's 255 characters."""
-    summary = " ".join(f"[{req.priority}] {req.title}".split())
-    if len(summary) > MAX_SUMMARY_CHARS:
-        summary = summary[: MAX_SUMMARY_CHARS - 1] + "…"
-    return summary
+    return clip(" ".join(f"[{req.priority}] {req.title}".split()), MAX_SUMMARY_CHARS)
 
 
 # --- following up --------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 
 from services.tools.commits import CommitPage, commit_title
-from services.tools.errors import BackendError, get, json_body, retry_after_seconds, status_error
+from services.tools.errors import BackendError, get, json_body, retry_after_seconds, retrying, status_error
 from services.tools.paths import candidate_paths
 from services.tools.redaction import redact
 from services.tools.times import iso
@@ -130,11 +130,9 @@ class GitHubClient:
 
     async def read(self, path: str) -> str | None:
         url = f"{self.repo_url}/contents/{quote(path)}"
-        response = await get(self.http, GITHUB, url, params={"ref": self.ref}, headers=self.headers)
+        response = await self._get(url, {"ref": self.ref}, self.headers, answers=(404,))
         if response.status_code == 404:
             return None  # also what a private repository answers without a valid token
-        if not response.is_success:
-            raise github_error(response)
         body = json_body(GITHUB, response)
         if needs_raw(body):
             return await self._read_raw(url, path, body.get("size"))
@@ -145,9 +143,7 @@ class GitHubClient:
         if isinstance(size, int) and size > MAX_FILE_BYTES:
             raise BackendError("bad_request", f"{path} is {size} bytes, more than the {MAX_FILE_BYTES} read")
         headers = {**self.headers, "Accept": RAW_MEDIA_TYPE}
-        response = await get(self.http, GITHUB, url, params={"ref": self.ref}, headers=headers)
-        if not response.is_success:
-            raise github_error(response)
+        response = await self._get(url, {"ref": self.ref}, headers)
         return response.content.decode("utf-8", errors="replace")
 
     async def commits(
@@ -159,17 +155,13 @@ class GitHubClient:
             params["path"] = path
         if until:
             params["until"] = iso(until)
-        response = await get(
-            self.http, GITHUB, f"{self.repo_url}/commits", params=params, headers=self.headers
-        )
+        response = await self._get(f"{self.repo_url}/commits", params, self.headers, answers=(404, 409))
         if response.status_code == 409:
             return CommitPage([], more=False)  # "Git Repository is empty."
         if response.status_code == 404:
             raise BackendError(
                 "not_found", f"no repository or ref {self.label} (or GITHUB_TOKEN cannot see it)"
             )
-        if not response.is_success:
-            raise github_error(response)
         body = json_body(GITHUB, response)
         if not isinstance(body, list):
             raise BackendError(
@@ -177,6 +169,19 @@ class GitHubClient:
             )
         more = 'rel="next"' in response.headers.get("link", "")
         return CommitPage([commit_summary(item) for item in body if isinstance(item, dict)], more)
+
+    async def _get(
+        self, url: str, params: dict[str, Any], headers: dict[str, str], answers: tuple[int, ...] = ()
+    ) -> httpx.Response:
+        """GET under the tools' read retries; a status neither 2xx nor in `answers` is a `github_error`."""
+
+        async def attempt() -> httpx.Response:
+            response = await get(self.http, GITHUB, url, params=params, headers=headers)
+            if not (response.is_success or response.status_code in answers):
+                raise github_error(response)
+            return response
+
+        return await retrying(attempt, f"{GITHUB} GET {url}")
 
 
 def needs_raw(body: Any) -> bool:
@@ -230,14 +235,17 @@ def github_error(response: httpx.Response) -> BackendError:
             retry_after = _seconds_until_reset(response.headers)
         wait = f"; retry in {retry_after:.0f}s" if retry_after is not None else ""
         message = f"GitHub rate limit hit (HTTP {status}: {message}){wait}"
-        return BackendError("rate_limited", message, retry_after)
+        # GitHub's 403 with an exhausted quota passes like a 429: transient, whatever the status says.
+        return BackendError(
+            "rate_limited", message, retry_after, system=GITHUB, status=status, transient=True
+        )
     if status == 401:
         reason = message or "Bad credentials"
-        return BackendError("unavailable", f"GitHub rejected GITHUB_TOKEN (HTTP 401: {reason})")
+        message = f"GitHub rejected GITHUB_TOKEN (HTTP 401: {reason})"
+        return BackendError("unavailable", message, system=GITHUB, status=status, transient=False)
     if status == 403:
-        return BackendError(
-            "unavailable", f"GitHub refused access (HTTP 403: {message}); check GITHUB_TOKEN's permissions"
-        )
+        message = f"GitHub refused access (HTTP 403: {message}); check GITHUB_TOKEN's permissions"
+        return BackendError("unavailable", message, system=GITHUB, status=status, transient=False)
     return status_error(GITHUB, response, message or None)
 
 

@@ -14,7 +14,7 @@ import httpx
 from pydantic import ValidationError
 
 from services.contracts.tools import FetchLogsArgs
-from services.tools.errors import BackendError, get, json_body, status_error
+from services.tools.errors import BackendError, get, json_body, retrying, status_error
 from services.tools.log_compression import (
     KNOWN_LEVELS,
     LogEntry,
@@ -50,12 +50,15 @@ class LogsClient:
 
     async def tail(self, seconds: int, limit: int) -> list[LogEntry]:
         """The last `limit` lines of the last `seconds`, oldest first; malformed lines are skipped."""
-        response = await get(
-            self.http, SYSTEM, f"{self.base_url}/logs/tail", params={"seconds": seconds, "limit": limit}
-        )
-        if not response.is_success:
-            raise status_error(SYSTEM, response)
-        body = json_body(SYSTEM, response)
+        url, params = f"{self.base_url}/logs/tail", {"seconds": seconds, "limit": limit}
+
+        async def attempt() -> httpx.Response:
+            response = await get(self.http, SYSTEM, url, params=params)
+            if not response.is_success:
+                raise status_error(SYSTEM, response)
+            return response
+
+        body = json_body(SYSTEM, await retrying(attempt, f"{SYSTEM} /logs/tail"))
         if not isinstance(body, list):
             kind = type(body).__name__
             raise BackendError("unavailable", f"{SYSTEM} answered a {kind}, expected a list of lines")

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from services.tools.errors import BackendError, get, json_body, status_error
+from services.tools.errors import BackendError, get, json_body, retrying, status_error
 from services.tools.log_compression import LogEntry
 from services.tools.log_query import LogQuery
 from services.tools.prometheus import string_literal  # LogQL's string literals are PromQL's
@@ -124,10 +124,15 @@ class LokiClient:
             "limit": min(limit, MAX_LIMIT),
             "direction": "backward",  # with a limit, the lines nearest the alert matter most
         }
-        response = await get(self.http, SYSTEM, f"{self.base_url}/loki/api/v1/query_range", params=params)
-        if not response.is_success:
-            raise status_error(SYSTEM, response)
-        body = json_body(SYSTEM, response)
+        url = f"{self.base_url}/loki/api/v1/query_range"
+
+        async def attempt() -> httpx.Response:
+            response = await get(self.http, SYSTEM, url, params=params)
+            if not response.is_success:
+                raise status_error(SYSTEM, response)
+            return response
+
+        body = json_body(SYSTEM, await retrying(attempt, f"{SYSTEM} query_range"))
         if not isinstance(body, dict) or body.get("status") != "success":
             raise BackendError("unavailable", f"{SYSTEM} answered without status success")
         return entries_of(body.get("data"))

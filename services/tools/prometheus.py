@@ -8,7 +8,14 @@ from typing import Any
 
 import httpx
 
-from services.tools.errors import BackendError, get, short_detail, status_error
+from services.tools.errors import (
+    BackendError,
+    get,
+    retry_after_seconds,
+    retrying,
+    short_detail,
+    status_error,
+)
 
 SYSTEM = "Prometheus (PROM_URL)"
 
@@ -74,6 +81,9 @@ class PrometheusClient:
     async def _data(self, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
         if self.timeout_seconds:
             params["timeout"] = f"{self.timeout_seconds:g}s"
+        return await retrying(lambda: self._ask(endpoint, params), f"{SYSTEM} /api/v1/{endpoint}")
+
+    async def _ask(self, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
         response = await get(self.http, SYSTEM, f"{self.base_url}/api/v1/{endpoint}", params=params)
         try:
             body = response.json()
@@ -95,8 +105,10 @@ def _query_error(response: httpx.Response, body: dict[str, Any]) -> BackendError
     """Prometheus's own error: bad_data/execution are the query's fault; timeout/canceled are not."""
     kind = body.get("errorType", "")
     message = f"{SYSTEM} rejected the query ({kind}): {body.get('error', '')}"
+    retry_after = retry_after_seconds(response.headers)
+    status = response.status_code
     if kind == "timeout":
-        return BackendError("timeout", message)
-    if response.status_code >= 500 or kind in ("canceled", "internal", "unavailable"):
-        return BackendError("unavailable", message)
-    return BackendError("bad_request", message)
+        return BackendError("timeout", message, retry_after, system=SYSTEM, status=status)
+    if status >= 500 or kind in ("canceled", "internal", "unavailable"):
+        return BackendError("unavailable", message, retry_after, system=SYSTEM, status=status)
+    return BackendError("bad_request", message, system=SYSTEM, status=status)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+# Naive times are taken as UTC (what a model means when it leaves the zone out).
+from services.runtime.times import as_utc, assume_utc
 
-def as_utc(moment: datetime) -> datetime:
-    """Naive times are taken as UTC (what a model means when it leaves the zone out)."""
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+__all__ = ["as_utc", "iso", "parse_timestamp"]
 
 
 def iso(moment: datetime) -> str:
@@ -28,4 +28,4 @@ def parse_timestamp(text: str) -> datetime | None:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return assume_utc(moment)

@@ -1,5 +1,6 @@
 """Fake vendor HTTP servers for end-to-end tests; each follows the contract in docs/vendor-contracts.md."""
 
+from .alertmanager_fake import FakeAlertmanager
 from .base import FakeHTTPServer, RecordedRequest
 from .github_fake import FakeGitHub
 from .jira_fake import FakeJira
@@ -9,6 +10,7 @@ from .prometheus_fake import FakePrometheus
 from .twilio_fake import FakeTwilio
 
 __all__ = [
+    "FakeAlertmanager",
     "FakeGitHub",
     "FakeHTTPServer",
     "FakeJira",

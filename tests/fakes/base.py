@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import email.utils
 import json
 import threading
 import time
@@ -54,6 +55,16 @@ class RecordedRequest:
         except (binascii.Error, UnicodeDecodeError):
             return None
         return (user, password) if sep else None
+
+
+def http_date(epoch_seconds: float) -> str:
+    """An HTTP-date (IMF-fixdate, RFC 9110 §5.6.7), as a `Retry-After` header may carry it."""
+    return email.utils.formatdate(epoch_seconds, usegmt=True)
+
+
+def wall_clock(monotonic: float) -> float:
+    """A RecordedRequest's `started_at`/`finished_at` as epoch seconds, to compare with an HTTP-date."""
+    return monotonic + time.time() - time.monotonic()
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:

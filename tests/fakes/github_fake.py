@@ -85,6 +85,14 @@ class FakeGitHub(FakeHTTPServer):
             "files": list(files),
         }
 
+    def fail_next(
+        self, status: int, message: str, headers: dict[str, str] | None = None, times: int = 1
+    ) -> None:
+        """Answer the next `times` authenticated requests with this status and GitHub's error body,
+        e.g. 429 with `retry-after` for a secondary rate limit (docs/vendor-contracts.md §5)."""
+        body = {"message": message, "documentation_url": "https://docs.github.com/rest"}
+        self._inject(json_response(status, body, headers), times)
+
     def handle(self, req: RecordedRequest) -> Response:
         status, headers, body = self._route(req)
         with self._lock:
@@ -112,6 +120,8 @@ class FakeGitHub(FakeHTTPServer):
                     "status": "401",
                 },
             )
+        if injected := self._take_injected():
+            return injected
         match = _REPO_PATH.match(req.path)
         if req.method != "GET" or not match or (match["owner"], match["repo"]) != (self.owner, self.repo):
             return self._not_found()

@@ -19,9 +19,18 @@ class FakeLogs(FakeHTTPServer):
         super().__init__(delay_seconds)
         self.lines = list(lines)
 
+    def fail_next(
+        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, times: int = 1
+    ) -> None:
+        """Answer the next `times` tail requests with this status, e.g. a load balancer's 429 or 503
+        with Retry-After."""
+        self._inject((status, {"Content-Type": "text/plain", **(headers or {})}, body), times)
+
     def handle(self, req: RecordedRequest) -> Response:
         if req.method != "GET" or req.path != "/logs/tail":
             return json_response(404, {"error": "not found"})
+        if injected := self._take_injected():
+            return injected
         params: dict[str, int] = {}
         for name, default in (("seconds", "300"), ("limit", "2000")):
             raw = req.arg(name, default) or default

@@ -95,6 +95,14 @@ class FakePrometheus(FakeHTTPServer):
         super().__init__(delay_seconds)
         self.values: Values = values if values is not None else {}
 
+    def fail_next(
+        self, status: int, error_type: str, error: str, headers: dict[str, str] | None = None, times: int = 1
+    ) -> None:
+        """Answer the next `times` queries with Prometheus's error body, e.g. 503 `timeout`
+        (docs/vendor-contracts.md §2), with `headers` such as Retry-After."""
+        body = {"status": "error", "errorType": error_type, "error": error}
+        self._inject(json_response(status, body, headers), times)
+
     @property
     def queries(self) -> list[str]:
         """The PromQL text of every query received, in order."""
@@ -115,6 +123,8 @@ class FakePrometheus(FakeHTTPServer):
     def handle(self, req: RecordedRequest) -> Response:
         if req.method not in ("GET", "POST") or req.path not in ("/api/v1/query", "/api/v1/query_range"):
             return 404, {"Content-Type": "text/plain; charset=utf-8"}, b"404 page not found\n"
+        if injected := self._take_injected():
+            return injected
         params = self._params(req)
         try:
             query = params.get("query", "")

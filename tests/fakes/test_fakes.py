@@ -16,7 +16,18 @@ from openai.types.chat import ChatCompletionMessageFunctionToolCall
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client as TwilioClient
 
-from . import FakeGitHub, FakeJira, FakeLogs, FakeOpenAI, FakePrometheus, FakeTwilio, Step, tool_call
+from . import (
+    FakeAlertmanager,
+    FakeGitHub,
+    FakeJira,
+    FakeLogs,
+    FakeOpenAI,
+    FakePrometheus,
+    FakeTwilio,
+    Step,
+    tool_call,
+)
+from .base import http_date
 
 ADF = {
     "type": "doc",
@@ -344,3 +355,99 @@ def test_prometheus_instant_range_and_bad_query(http: httpx.Client) -> None:
         assert matrix["resultType"] == "matrix"
         assert matrix["result"][0]["values"] == [[100, "1"], [130, "1"], [160, "1"]]
         assert fake.queries[0] == query
+
+
+# --- rate limits and outages, with Retry-After --------------------------------------------------------
+
+RETRY_AT = "Wed, 21 Oct 2015 07:28:00 GMT"
+
+
+def test_http_date_is_an_imf_fixdate() -> None:
+    assert http_date(1445412480) == RETRY_AT
+
+
+def test_twilio_429_may_carry_an_http_date(http: httpx.Client) -> None:
+    with FakeTwilio() as fake:
+        fake.fail_next(429, 20429, "Too Many Requests", retry_after=RETRY_AT)
+        response = http.post(
+            f"{fake.url}/2010-04-01/Accounts/{fake.account_sid}/Messages.json",
+            auth=(fake.account_sid, fake.auth_token),
+            data={"To": "whatsapp:+15551234567", "From": "whatsapp:+14155238886", "Body": "hi"},
+        )
+    assert response.status_code == 429 and response.headers["retry-after"] == RETRY_AT
+
+
+def test_github_secondary_rate_limit_then_normal_answers(http: httpx.Client) -> None:
+    with FakeGitHub(files={"a.py": "x = 1\n"}) as fake:
+        fake.fail_next(429, "You have exceeded a secondary rate limit.", {"retry-after": RETRY_AT})
+        url = f"{fake.url}/repos/acme/inventory/contents/a.py"
+        limited = http.get(url, headers={"Authorization": "Bearer ghp_test"})
+        assert limited.status_code == 429 and limited.headers["retry-after"] == RETRY_AT
+        assert limited.json()["message"] == "You have exceeded a secondary rate limit."
+        assert "x-ratelimit-remaining" in limited.headers
+        assert http.get(url, headers={"Authorization": "Bearer ghp_test"}).status_code == 200
+
+
+def test_prometheus_injected_error_keeps_the_error_body(http: httpx.Client) -> None:
+    with FakePrometheus({"up": 1.0}) as fake:
+        fake.fail_next(503, "timeout", "query timed out in expression evaluation", {"Retry-After": "1"})
+        failed = http.get(f"{fake.url}/api/v1/query", params={"query": "up"})
+        assert failed.status_code == 503 and failed.headers["retry-after"] == "1"
+        assert failed.json() == {
+            "status": "error",
+            "errorType": "timeout",
+            "error": "query timed out in expression evaluation",
+        }
+        assert http.get(f"{fake.url}/api/v1/query", params={"query": "up"}).json()["status"] == "success"
+
+
+def test_logs_injected_failure_then_lines(http: httpx.Client) -> None:
+    with FakeLogs([]) as fake:
+        fake.fail_next(503, b"upstream busy", {"Retry-After": "2"}, times=2)
+        for _ in range(2):
+            failed = http.get(f"{fake.url}/logs/tail")
+            assert failed.status_code == 503 and failed.headers["retry-after"] == "2"
+        assert http.get(f"{fake.url}/logs/tail").json() == []
+
+
+# --- Alertmanager -----------------------------------------------------------------------------------
+
+
+def _silence(**changes: Any) -> dict[str, Any]:
+    body = {
+        "matchers": [{"name": "alertname", "value": "HighErrorRate", "isRegex": False, "isEqual": True}],
+        "startsAt": "2026-11-24T06:00:00Z",
+        "endsAt": "2026-11-24T08:00:00Z",
+        "createdBy": "oncall-agent",
+        "comment": "from WhatsApp",
+    }
+    return {**body, **changes}
+
+
+def test_alertmanager_silence_is_created_read_and_expired(http: httpx.Client) -> None:
+    with FakeAlertmanager() as fake:
+        created = http.post(f"{fake.url}/api/v2/silences", json=_silence())
+        assert created.status_code == 200
+        silence_id = created.json()["silenceID"]
+        assert http.get(f"{fake.url}/api/v2/silence/{silence_id}").json()["status"]["state"] == "active"
+        assert http.delete(f"{fake.url}/api/v2/silence/{silence_id}").status_code == 200
+        assert fake.silences[silence_id]["status"] == {"state": "expired"}
+        unknown = "00000000-0000-0000-0000-000000000000"
+        assert http.delete(f"{fake.url}/api/v2/silence/{unknown}").status_code == 404
+
+
+def test_alertmanager_refuses_silences_without_matchers_or_fields(http: httpx.Client) -> None:
+    with FakeAlertmanager() as fake:
+        empty = http.post(f"{fake.url}/api/v2/silences", json=_silence(matchers=[]))
+        assert empty.status_code == 422
+        assert empty.json() == {"code": 612, "message": "matchers in body should have at least 1 items"}
+        unnamed = _silence()
+        del unnamed["createdBy"]
+        missing = http.post(f"{fake.url}/api/v2/silences", json=unnamed)
+        assert missing.status_code == 422 and missing.json()["message"] == "createdBy in body is required"
+        backwards = http.post(f"{fake.url}/api/v2/silences", json=_silence(endsAt="2026-11-24T05:00:00Z"))
+        assert backwards.status_code == 400
+        fake.fail_next(503, "", {"Retry-After": RETRY_AT})
+        busy = http.post(f"{fake.url}/api/v2/silences", json=_silence())
+        assert busy.status_code == 503 and busy.headers["retry-after"] == RETRY_AT
+        assert fake.silences == {}

@@ -46,8 +46,11 @@ class FakeTwilio(FakeHTTPServer):
         with self._lock:
             return [dict(m) for m in self._messages]
 
-    def fail_next(self, status: int, code: int, message: str, times: int = 1, retry_after: int = 1) -> None:
-        """Answer the next `times` authenticated message requests with this error (429 adds Retry-After)."""
+    def fail_next(
+        self, status: int, code: int, message: str, times: int = 1, retry_after: int | str = 1
+    ) -> None:
+        """Answer the next `times` authenticated message requests with this error (429 adds Retry-After:
+        delta-seconds, or an HTTP-date given as text)."""
         headers = {"Retry-After": str(retry_after)} if status == 429 else {}
         self._inject(twilio_error(status, code, message, headers), times)
 

@@ -53,7 +53,7 @@ def test_inspect_shows_the_ticket_and_the_silences_of_the_incident(
                         return shown.stdout
                     time.sleep(0.3)
 
-            assert "Silenced for 2h" in reply("silence for 2h")  # Alertmanager's outcome, not a promise
+            assert "Silenced for 2 h" in reply("silence for 2h")  # Alertmanager's outcome, not a promise
             assert "OPS-1" in reply("create jira task and assign to ravi")
             shown = inspect_until("silenced until")
             [silence] = httpx.get(alertmanager.url + "/api/v2/silences").json()

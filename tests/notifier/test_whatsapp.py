@@ -1,15 +1,19 @@
 """The Twilio client: retries inside a send, templates, and what Twilio's errors mean."""
 
 import json
+import math
 import time
 from collections.abc import Callable
 
 import pytest
 from fakes import FakeTwilio
+from fakes.base import http_date, wall_clock
+from twilio.base.exceptions import TwilioRestException
 
 from services.notifier.delivery import SendError
-from services.notifier.whatsapp import RetryPolicy, WhatsAppClient, is_permanent, parse_retry_after
+from services.notifier.whatsapp import RetryPolicy, WhatsAppClient, send_error
 from services.runtime import metrics
+from services.runtime.outbound import parse_retry_after
 from services.runtime.settings import Settings
 
 TO = "+15551230001"
@@ -44,6 +48,21 @@ async def test_a_rate_limit_is_waited_out_as_twilio_asks(twilio: FakeTwilio, cli
     assert second.started_at - first.finished_at >= 1.0  # Retry-After: 1, honoured
     assert elapsed < 3.0
     assert retries_counted() - before == 1
+
+
+async def test_a_rate_limit_until_an_http_date_is_waited_out_until_then(
+    twilio: FakeTwilio, client: WhatsAppClient
+) -> None:
+    retry_at = math.ceil(time.time()) + 1  # 1 to 2 s away, in whole seconds as HTTP-dates are
+    twilio.fail_next(429, 20429, "Too Many Requests", retry_after=http_date(retry_at))
+
+    sid = await client.send(TO, "hello")
+
+    (message,) = twilio.messages
+    assert message["sid"] == sid
+    first, second = twilio.requests
+    assert wall_clock(second.started_at) >= retry_at - 0.05  # not before the date Twilio named
+    assert second.started_at - first.finished_at < 3.0
 
 
 async def test_twilio_failing_twice_then_answering_sends_once(
@@ -128,8 +147,12 @@ async def test_without_a_template_nothing_is_sent(twilio: FakeTwilio, make_setti
 
 
 def test_what_is_permanent() -> None:
-    assert is_permanent(400) and is_permanent(404)
-    assert not is_permanent(429) and not is_permanent(500) and not is_permanent(503)
+    def refused(status: int) -> SendError:
+        uri = "/2010-04-01/Accounts/AC1/Messages.json"
+        return send_error(TwilioRestException(status, uri, "Unable to create record", 20000), None)
+
+    assert refused(400).permanent and refused(404).permanent
+    assert not refused(429).permanent and not refused(500).permanent and not refused(503).permanent
 
 
 def test_retry_after() -> None:

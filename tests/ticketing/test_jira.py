@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import socket
 import time
 from typing import Any
 
 import pytest
+from fakes.base import http_date, wall_clock
 from fakes.jira_fake import FakeJira
 
+from services.runtime.outbound import parse_retry_after
 from services.ticketing import adf
 from services.ticketing.jira import (
     CreatedIssue,
@@ -18,7 +21,6 @@ from services.ticketing.jira import (
     JiraError,
     JiraUser,
     Transition,
-    parse_retry_after,
 )
 
 
@@ -179,6 +181,18 @@ async def test_429_waits_for_retry_after_then_succeeds(fake_jira: FakeJira, jira
     assert created.key == "OPS-1"
     assert _posts(fake_jira) == 2
     assert time.monotonic() - started >= 0.95
+
+
+async def test_429_with_an_http_date_waits_until_then(fake_jira: FakeJira, jira: JiraClient) -> None:
+    retry_at = math.ceil(time.time()) + 1  # 1 to 2 s away, in whole seconds as HTTP-dates are
+    fake_jira.fail_next(429, headers={"Retry-After": http_date(retry_at)})
+
+    created = await jira.create_issue(_fields())
+
+    assert created.key == "OPS-1"
+    first, second = [r for r in fake_jira.requests if r.method == "POST"]
+    assert wall_clock(second.started_at) >= retry_at - 0.05  # not before the date Jira named
+    assert second.started_at - first.finished_at < 3.0
 
 
 async def test_gives_up_after_three_tries(fake_jira: FakeJira, jira: JiraClient) -> None:

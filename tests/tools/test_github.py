@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fakes.base import RecordedRequest, Response, json_response
+from fakes.base import RecordedRequest, Response, http_date, json_response, wall_clock
 from fakes.github_fake import FakeGitHub
 
 from services.runtime.demo import DEMO_BUGGY_FILE, DEMO_BUGGY_LINE, install_demo_code
@@ -197,6 +198,32 @@ async def test_github_directory_is_a_bad_request(github: FakeGitHub, http: httpx
 async def test_github_code_is_redacted(github: FakeGitHub, http: httpx.AsyncClient) -> None:
     result = await CodeClient(contents(github, http)).fetch("inventory/settings.py", 1)
     assert "hunter2" not in result["code"]
+
+
+async def test_a_secondary_rate_limit_until_an_http_date_is_waited_out(
+    github: FakeGitHub, http: httpx.AsyncClient
+) -> None:
+    retry_at = math.ceil(time.time()) + 1  # 1 to 2 s away: short enough to wait for inside the call
+    github.fail_next(429, "You have exceeded a secondary rate limit.", {"retry-after": http_date(retry_at)})
+
+    await CodeClient(contents(github, http)).fetch(DEMO_BUGGY_FILE, DEMO_BUGGY_LINE)
+
+    first, second = github.requests
+    assert first.path == second.path
+    assert wall_clock(second.started_at) >= retry_at - 0.05  # not before the date GitHub named
+
+
+async def test_a_long_rate_limit_is_reported_with_its_wait(
+    github: FakeGitHub, http: httpx.AsyncClient
+) -> None:
+    github.fail_next(429, "You have exceeded a secondary rate limit.", {"retry-after": "30"})
+
+    with pytest.raises(BackendError) as raised:
+        await CodeClient(contents(github, http)).fetch(DEMO_BUGGY_FILE, DEMO_BUGGY_LINE)
+
+    error = raised.value
+    assert (error.kind, error.retry_after, error.transient) == ("rate_limited", 30.0, True)
+    assert len(github.requests) == 1  # the model is told at once, not kept waiting half a minute
 
 
 @pytest.mark.parametrize(

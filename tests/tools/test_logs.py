@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from fakes.base import RecordedRequest, Response
+from fakes.base import RecordedRequest, Response, http_date, wall_clock
 from fakes.logs_fake import FakeLogs
 from loki_fake import FakeLoki
 
@@ -164,6 +166,31 @@ async def test_a_rate_limited_load_balancer_says_when_to_retry(http: httpx.Async
     with FailingLogs(429, b"slow down", {"Retry-After": "12"}) as fake, pytest.raises(BackendError) as raised:
         await LogsClient(fake.url, http).tail(300, 10)
     assert (raised.value.kind, raised.value.retry_after) == ("rate_limited", 12.0)
+
+
+async def test_a_429_with_an_http_date_retry_after_is_retried_then(
+    lb: FakeLogs, http: httpx.AsyncClient
+) -> None:
+    retry_at = math.ceil(time.time()) + 1  # 1 to 2 s away: short enough to wait for inside the call
+    lb.fail_next(429, b"slow down", {"Retry-After": http_date(retry_at)})
+
+    entries = await LogsClient(lb.url, http).tail(300, 10)
+
+    assert len(entries) == len(LINES)
+    _, second = lb.requests
+    assert wall_clock(second.started_at) >= retry_at - 0.05  # not before the date the load balancer named
+
+
+async def test_a_far_http_date_is_reported_with_its_wait(lb: FakeLogs, http: httpx.AsyncClient) -> None:
+    lb.fail_next(503, b"draining", {"Retry-After": http_date(time.time() + 60)})
+
+    with pytest.raises(BackendError) as raised:
+        await LogsClient(lb.url, http).tail(300, 10)
+
+    error = raised.value
+    assert (error.kind, error.transient, error.status) == ("unavailable", True, 503)
+    assert error.retry_after is not None and 55 < error.retry_after <= 60
+    assert len(lb.requests) == 1  # the model is told at once
 
 
 async def test_unreachable_and_slow_load_balancers() -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from fakes.base import http_date, wall_clock
 from loki_fake import FakeLoki
 
 from services.tools.errors import BackendError
@@ -120,6 +123,17 @@ async def test_failures_are_backend_errors(
             await LokiClient(loki.url, http).lines(query())
     assert (raised.value.kind, raised.value.retry_after) == (kind, retry_after)
     assert body in raised.value.message and "Loki" in raised.value.message
+
+
+async def test_a_429_with_an_http_date_retry_after_is_retried_then(http: httpx.AsyncClient) -> None:
+    retry_at = math.ceil(time.time()) + 1  # 1 to 2 s away: short enough to wait for inside the call
+    with FakeLoki() as loki:
+        loki.fail(429, "Ingestion rate limit exceeded", {"Retry-After": http_date(retry_at)})
+        entries = await LokiClient(loki.url, http).query_range('{service="checkout"}', START, START, 10)
+
+    assert entries == []
+    _, second = loki.requests
+    assert wall_clock(second.started_at) >= retry_at - 0.05  # not before the date Loki named
 
 
 async def test_lokis_own_refusal_of_a_bad_selector_reaches_the_caller(http: httpx.AsyncClient) -> None:

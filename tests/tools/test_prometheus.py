@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import time
 from datetime import UTC, datetime
 
 import httpx
 import pytest
+from fakes.base import http_date, wall_clock
 from fakes.prometheus_fake import FakePrometheus
 
 from services.tools.errors import BackendError
@@ -20,6 +23,26 @@ async def test_instant_reads_the_string_sample(http: httpx.AsyncClient) -> None:
         client = PrometheusClient(prom.url, http)
         assert await client.instant("up") == 1.0
         assert await client.instant("absent") is None
+
+
+async def test_a_503_with_an_http_date_retry_after_is_retried_then(http: httpx.AsyncClient) -> None:
+    retry_at = math.ceil(time.time()) + 1  # 1 to 2 s away: short enough to wait for inside the call
+    with FakePrometheus({"up": 1}) as prom:
+        prom.fail_next(503, "timeout", "query timed out", {"Retry-After": http_date(retry_at)})
+        assert await PrometheusClient(prom.url, http).instant("up") == 1.0
+
+    _, second = prom.requests
+    assert wall_clock(second.started_at) >= retry_at - 0.05  # not before the date Prometheus named
+
+
+async def test_a_503_without_retry_after_is_reported_at_once(http: httpx.AsyncClient) -> None:
+    with FakePrometheus({"up": 1}) as prom:
+        prom.fail_next(503, "unavailable", "TSDB not ready")
+        with pytest.raises(BackendError) as raised:
+            await PrometheusClient(prom.url, http).instant("up")
+
+    assert (raised.value.kind, raised.value.transient, raised.value.status) == ("unavailable", True, 503)
+    assert len(prom.requests) == 1
 
 
 async def test_time_and_timeout_are_sent(http: httpx.AsyncClient) -> None:
