@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from services.runtime.credentials import mask_credentials
@@ -84,8 +85,9 @@ def configure_logging(level: str, fmt: str = "text") -> None:
 
 
 def configure_tracing(service_name: str) -> TracerProvider:
-    """A real tracer provider, so that trace ids exist and propagate even with no exporter."""
-    provider = TracerProvider()
+    """A real tracer provider, so that trace ids exist and propagate even with no exporter; every
+    span it makes names the process (`service.name`, e.g. `oncall-diagnoser`)."""
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
