@@ -10,7 +10,7 @@ switched off (SIGUSR2) when the fake Twilio has received the WhatsApp message an
 stopped moving (the notifier's records written). The same window is first recorded with nothing
 happening, to show what runs when idle (nothing of ours should).
 
-    .venv/bin/python bench/alert_path.py
+    .venv/bin/python -m bench.alert_path
 """
 
 import argparse
@@ -80,14 +80,13 @@ def by_package(modules: list[str]) -> str:
 
 
 def parent() -> None:
-    sys.path.insert(0, str(ROOT / "tests"))
     import httpx
-    from fakes import FakeGitHub, FakeLogs, FakeOpenAI, FakePrometheus, FakeTwilio
-    from kv_ops import kv_ops, settled
-    from pipeline import conclude
-    from support.processes import end_process_group, free_port, product_env, start_process
 
+    from bench.kv_ops import kv_ops, settled
+    from bench.pipeline import conclude
     from services.runtime import demo
+    from tests.fakes import FakeGitHub, FakeLogs, FakeOpenAI, FakePrometheus, FakeTwilio
+    from tests.support.processes import end_process_group, free_port, product_env, start_process
 
     now = datetime.now(UTC)
     log_lines = demo.demo_log_lines(now, seconds=300)

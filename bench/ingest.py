@@ -48,9 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-# Settings a developer may have in the shell must not reach the product (the tests' own filter).
-from support.processes import PRODUCT_ENV_PREFIXES
+from services.runtime.environment import without_product_settings
 
 ONCALL = str(Path(sys.executable).with_name("oncall"))
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -440,7 +438,7 @@ sys.exit(code)
 def oncall_up(data_dir: Path, log_level: str | None, cprofile: Path | None) -> Iterator[Oncall]:
     port = free_port()
     token = secrets.token_urlsafe(24)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(PRODUCT_ENV_PREFIXES)}
+    env = without_product_settings(os.environ)  # a developer's settings must not reach the product
     env["INGEST_TOKEN"] = token
     if log_level:
         env["ONCALL_LOG_LEVEL"] = log_level

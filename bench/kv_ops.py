@@ -13,12 +13,11 @@ phase causes, e.g. the diagnoser recording the created ticket, is included):
 4. reply "create jira task and assign to ravi" through `oncall reply`, until the ticket is confirmed;
 5. resolution: the group's resolved webhook POSTed, until the resolution is printed.
 
-    .venv/bin/python bench/kv_ops.py [--other-open 0]
+    .venv/bin/python -m bench.kv_ops [--other-open 0]
 """
 
 import argparse
 import copy
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -29,13 +28,9 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from fakes import FakeGitHub, FakeJira, FakeLogs, FakeOpenAI, FakePrometheus, tool_call  # noqa: E402
-from support.processes import OncallProcess, oncall_up, run_oncall  # noqa: E402
-
-from services.runtime import demo  # noqa: E402
+from services.runtime import demo
+from tests.fakes import FakeGitHub, FakeJira, FakeLogs, FakeOpenAI, FakePrometheus, tool_call
+from tests.support.processes import OncallProcess, oncall_up, run_oncall
 
 ON_CALL = "+15551230001"
 TOKEN = "bench-token"

@@ -7,14 +7,13 @@ and each one's latency is measured from the POST to the moment the fake Twilio r
 WhatsApp message. Also printed: model calls per diagnosis, and the prompt tokens the model got
 compared with the raw logs the seed sent (tokens approximated as 4 characters each, for both).
 
-    .venv/bin/python bench/pipeline.py [--incidents 200]
+    .venv/bin/python -m bench.pipeline [--incidents 200]
 """
 
 import argparse
 import copy
 import json
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -23,13 +22,9 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from fakes import FakeGitHub, FakeLogs, FakeOpenAI, FakePrometheus, FakeTwilio, tool_call  # noqa: E402
-from support.processes import oncall_up  # noqa: E402
-
-from services.runtime import demo  # noqa: E402
+from services.runtime import demo
+from tests.fakes import FakeGitHub, FakeLogs, FakeOpenAI, FakePrometheus, FakeTwilio, tool_call
+from tests.support.processes import oncall_up
 
 ON_CALL = "+15551230001"
 TOKEN = "bench-token"

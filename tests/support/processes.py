@@ -20,27 +20,14 @@ from typing import Any, Self
 
 import httpx
 
-from support.proc_table import group_members
+from services.runtime.environment import without_product_settings
+
+# Relative: bench/ imports this module as tests.support.processes (python -m bench.<script>).
+from .proc_table import group_members
 
 # The console script a user runs, from the same environment as the tests.
 ONCALL = [str(Path(sys.executable).with_name("oncall"))]
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# Settings a developer may have in their shell must not leak into a test's product.
-PRODUCT_ENV_PREFIXES = (
-    "NATS_",
-    "ONCALL_",
-    "INGEST_",
-    "OPENAI_",
-    "TWILIO_",
-    "USER_WHATSAPP",
-    "PUBLIC_BASE",
-    "JIRA_",
-    "GITHUB_",
-    "LB_URL",
-    "LOKI_URL",
-    "PROM_URL",
-    "CODE_DIR",
-)
 
 
 STOP_TIMEOUT_SECONDS = 15.0
@@ -124,7 +111,8 @@ def free_port() -> int:
 
 
 def product_env(settings: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(PRODUCT_ENV_PREFIXES)}
+    """The environment of a product process: `settings`, and none a developer may have in their shell."""
+    env = without_product_settings(os.environ)
     env.update(settings)
     env["PYTHONUNBUFFERED"] = "1"
     return env
