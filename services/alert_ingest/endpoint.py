@@ -3,7 +3,6 @@
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 from nats.errors import Error as NatsError
 from starlette.requests import ClientDisconnect, Request
@@ -103,7 +102,6 @@ def make_alerts_endpoint(ctx: ServiceContext) -> Callable[[Request], Awaitable[R
             assert entry is not None
             group.incident_id = entry.incident_id
             group.change = change_kind(before[0], entry)
-            group.received_at = datetime.now(UTC)
             status = subject_status(group)
             subject = subjects.ALERTS_FIRING if status == "firing" else subjects.ALERTS_RESOLVED
             ack = await ctx.bus.publish_event(subject, group, msg_id=notification_id(group))

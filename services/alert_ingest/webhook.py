@@ -95,7 +95,7 @@ def parse_webhook(body: bytes) -> AlertGroup | Rejection:
     for index, alert in enumerate(raw["alerts"]):
         if not isinstance(alert, dict) or not isinstance(alert.get("labels"), dict):
             return Rejection(422, f"alerts[{index}].labels: required object")
-    for ours in ("incident_id", "change", "received_at", "force"):  # not for webhooks to set
+    for ours in ("incident_id", "change", "force"):  # not for webhooks to set
         raw.pop(ours, None)
     try:
         group = AlertGroup.model_validate(raw)

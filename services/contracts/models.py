@@ -82,10 +82,12 @@ class AlertGroup(BusMessage):
     alerts: list[Alert]
     truncated_alerts: int = Field(default=0, ge=0, alias="truncatedAlerts")
     incident_id: str | None = None
+    # No service decides on it (the diagnoser compares with the conversation): it tells whoever reads
+    # the stream, as alert_ingest's HTTP answer tells Alertmanager's operator, why this was published.
+    # When it was received is the stored message's own time (no field for it).
     change: AlertChange | None = Field(
         default=None, description="What alert_ingest saw: new incident, alerts changed, or a repeat"
     )
-    received_at: datetime | None = None
     force: bool = Field(default=False, description="Operator replay: investigate again even if diagnosed")
 
     @property
@@ -212,7 +214,6 @@ class HumanReplied(BusMessage):
     body: str
     channel: Literal["whatsapp", "console"] = "whatsapp"
     incident_id: str | None = Field(default=None, description="Set when the notifier matched it")
-    replied_to_sid: str | None = None
     profile_name: str | None = None
     received_at: datetime = Field(default_factory=utc_now)
 

@@ -61,10 +61,6 @@ class TurnOutcome:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def acted(self) -> bool:
-        return bool(self.tickets or self.silences or self.acknowledge or self.resolve)
-
-    @property
     def follow_up_expected(self) -> bool:
         """A ticket or silence request is answered again, with the reply's MessageSid, by the
         service that carries it out (created, failed, or a question); nothing else is."""

@@ -64,7 +64,6 @@ def human_reply(form: Form, sender: str, incident_id: str | None) -> HumanReplie
         body=form.get("Body", ""),
         channel="whatsapp",
         incident_id=incident_id,
-        replied_to_sid=form.get("OriginalRepliedMessageSid") or None,
         profile_name=form.get("ProfileName") or None,
     )
 
