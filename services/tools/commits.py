@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from services.contracts.tools import RecentCommitsArgs
+from services.runtime.text import clip
 from services.tools.log_compression import size_in_tokens
 from services.tools.paths import candidate_paths
 from services.tools.redaction import redact
@@ -28,7 +29,7 @@ class CommitPage:
 def commit_title(message: str) -> str:
     """The subject line of a commit message, clipped and redacted (messages can quote secrets)."""
     title = message.strip().split("\n", 1)[0]
-    return redact(title if len(title) <= MAX_TITLE_CHARS else title[: MAX_TITLE_CHARS - 1] + "…")
+    return redact(clip(title, MAX_TITLE_CHARS))
 
 
 class CommitSource(Protocol):

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
+from services.runtime.text import clip
 from services.tools.commits import CommitPage, commit_title
 from services.tools.errors import BackendError, get, json_body, retry_after_seconds, retrying, status_error
 from services.tools.paths import candidate_paths
@@ -49,7 +50,7 @@ def numbered_window(text: str, line: int | None, context_lines: int, max_chars: 
     end = min(total, centre + context_lines if line else 2 * context_lines + 1)
     width = len(str(end))
     rendered = [
-        f"{'>' if n == line else ' '} {n:>{width}} | {_clip(lines[n - 1], MAX_LINE_CHARS)}\n"
+        f"{'>' if n == line else ' '} {n:>{width}} | {clip(lines[n - 1], MAX_LINE_CHARS)}\n"
         for n in range(start, end + 1)
     ]
     start, end, rendered = _fit_lines(rendered, start, centre, max_chars)
@@ -67,10 +68,6 @@ def _fit_lines(rendered: list[str], start: int, centre: int, max_chars: int) -> 
         else:
             size -= len(rendered.pop())
     return start, start + len(rendered) - 1, rendered
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class CodeClient:

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from services.runtime.text import clip
 from services.tools.redaction import redact
 from services.tools.stack_traces import Trace, TraceSignature, continues, parse_trace, top_frame
 from services.tools.times import parse_timestamp
@@ -113,7 +114,7 @@ def template_of(text: str) -> str:
         pieces += [_mask(text[start : match.start("code")]), match["code"]]
         start = match.end("code")
     pieces.append(_mask(text[start:]))
-    return _clip("".join(pieces), MAX_TEMPLATE_CHARS)
+    return clip("".join(pieces), MAX_TEMPLATE_CHARS)
 
 
 # The masks as one alternation, in their order: one scan of the line instead of one per mask.
@@ -123,10 +124,6 @@ _MASK_REPLACEMENTS = tuple(replacement for _, replacement in _MASKS)
 
 def _mask(text: str) -> str:
     return _MASK.sub(lambda match: _MASK_REPLACEMENTS[(match.lastindex or 1) - 1], text)
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --- continuation lines ------------------------------------------------------------------------
@@ -228,7 +225,7 @@ def _digest(events: Sequence[LogEntry]) -> _Digest:
         if group is None:
             example = summary if trace is not None else message
             group = digest.templates[key] = _Template(
-                key[1], level, event.timestamp, event.timestamp, _clip(example, MAX_EXAMPLE_CHARS)
+                key[1], level, event.timestamp, event.timestamp, clip(example, MAX_EXAMPLE_CHARS)
             )
         group.count += 1
         if event.timestamp:
