@@ -60,9 +60,10 @@ from services.runtime.broker import make_broker  # noqa: E402
 from services.runtime.bus import Bus  # noqa: E402
 from services.runtime.embedded_nats import EmbeddedNats  # noqa: E402
 from services.runtime.service import ServiceContext  # noqa: E402
-from services.runtime.settings import Settings  # noqa: E402
-from services.tools.app import serve_tool, wire  # noqa: E402
+from services.tools.answers import ToolsRouter  # noqa: E402
+from services.tools.app import wire  # noqa: E402
 from services.tools.log_compression import size_in_tokens  # noqa: E402
+from services.tools.settings import ToolsSettings  # noqa: E402
 from services.tools.tokens import estimate_tokens  # noqa: E402
 
 BACKEND_SECONDS = 0.2
@@ -88,10 +89,16 @@ def _serve_tools(nats_url: str, lb_url: str | None, ready: EventType) -> None:
 
     async def serve() -> None:
         broker = make_broker(nats_url, "bench-tools")
+        settings = ToolsSettings(LB_URL=lb_url)
         if lb_url is None:
-            serve_tool(broker, NOOP, noop, Settings())
+            router = ToolsRouter(
+                time_limit=settings.tool_timeout_seconds, max_workers=settings.tool_max_workers
+            )
+            router.serve(NOOP, noop)
         else:
-            wire(ServiceContext(settings=Settings(LB_URL=lb_url), broker=broker, bus=Bus(broker)))
+            router = wire(ServiceContext(settings=settings, bus=Bus(broker))).router
+        assert router is not None
+        broker.include_router(router)
         await broker.start()
         ready.set()
         await asyncio.Event().wait()

@@ -8,7 +8,9 @@ from nats.errors import Error as NatsError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from services.alert_ingest import metrics
 from services.alert_ingest.incidents import change_kind, next_group_entry
+from services.alert_ingest.settings import AlertIngestSettings
 from services.alert_ingest.webhook import (
     Credentials,
     Rejection,
@@ -20,14 +22,13 @@ from services.alert_ingest.webhook import (
 )
 from services.contracts import streams, subjects
 from services.contracts.models import GroupIndexEntry, group_hash
-from services.runtime import metrics
 from services.runtime.bus import CasConflict
 from services.runtime.service import ServiceContext
 
 log = logging.getLogger("oncall.alert_ingest")
 
 
-def credentials_from(ctx: ServiceContext) -> Credentials:
+def credentials_from(ctx: ServiceContext[AlertIngestSettings]) -> Credentials:
     s = ctx.settings
     return Credentials(
         # An empty secret is no secret: treated as unset, never as "an empty header matches".
@@ -38,7 +39,9 @@ def credentials_from(ctx: ServiceContext) -> Credentials:
     )
 
 
-def make_alerts_endpoint(ctx: ServiceContext) -> Callable[[Request], Awaitable[Response]]:
+def make_alerts_endpoint(
+    ctx: ServiceContext[AlertIngestSettings],
+) -> Callable[[Request], Awaitable[Response]]:
     """POST /alerts: authenticate, read within the limit, parse, assign the incident, publish."""
     settings = ctx.settings
     creds = credentials_from(ctx)

@@ -1,20 +1,31 @@
 """diagnoser: wiring only; logic in handlers.py and the modules it uses."""
 
 import asyncio
-import functools
 
-from services.contracts import consumers
-from services.contracts.models import AlertGroup, HumanReplied, SilenceApplied, TicketCreated, TicketFailed
+from services.contracts import consumers, subjects
+from services.contracts.models import (
+    AlertGroup,
+    HumanReplied,
+    IncidentDiagnosed,
+    IncidentResolved,
+    NotifyText,
+    SilenceApplied,
+    SilenceRequested,
+    TicketCreated,
+    TicketFailed,
+    TicketRequested,
+)
 from services.diagnoser import outcomes
 from services.diagnoser.handlers import Diagnoser
 from services.diagnoser.model import ModelClient
+from services.diagnoser.settings import DiagnoserSettings
 from services.diagnoser.toolcalls import ToolCaller
 from services.diagnoser.turns import Systems
-from services.runtime.bus import subscribe_durable
-from services.runtime.service import ServiceContext, ServiceParts
+from services.runtime.router import ServiceRouter
+from services.runtime.service import Service, ServiceContext, ServiceParts
 
 
-def wire(ctx: ServiceContext) -> ServiceParts:
+def wire(ctx: ServiceContext[DiagnoserSettings]) -> ServiceParts:
     settings = ctx.settings
     model = ModelClient(settings) if settings.llm_configured else None
     diagnoser = Diagnoser(
@@ -26,20 +37,45 @@ def wire(ctx: ServiceContext) -> ServiceParts:
         in_flight=asyncio.Semaphore(settings.max_concurrent_diagnoses),
         systems=Systems.from_settings(settings),
     )
-    workers = settings.max_concurrent_diagnoses
-    subscribe_durable(
-        ctx.broker, ctx.bus, consumers.DIAGNOSER_ALERTS_FIRING, AlertGroup, diagnoser.on_alert_firing, workers
+    router = ServiceRouter(ctx.bus, ctx.service)
+    router.publishes(subjects.INCIDENTS_DIAGNOSED, IncidentDiagnosed)
+    router.publishes(subjects.INCIDENTS_RESOLVED, IncidentResolved)
+    router.publishes(subjects.NOTIFY_TEXT, NotifyText)
+    router.publishes(subjects.TICKETS_REQUESTED, TicketRequested)
+    router.publishes(subjects.SILENCES_REQUESTED, SilenceRequested)
+
+    @router.durable(consumers.DIAGNOSER_ALERTS_FIRING, max_workers=settings.max_concurrent_diagnoses)
+    async def on_alert_firing(group: AlertGroup) -> None:
+        await diagnoser.on_alert_firing(group)
+
+    @router.durable(consumers.DIAGNOSER_ALERTS_RESOLVED)
+    async def on_alert_resolved(group: AlertGroup) -> None:
+        await diagnoser.on_alert_resolved(group)
+
+    @router.durable(consumers.DIAGNOSER_HUMAN, max_workers=4)
+    async def on_human_reply(reply: HumanReplied) -> None:
+        await diagnoser.on_human_reply(reply)
+
+    # Outcomes of the human's requests, recorded on the incident's conversation.
+    @router.durable(consumers.DIAGNOSER_TICKET_CREATED)
+    async def on_ticket_created(created: TicketCreated) -> None:
+        await outcomes.record_ticket(ctx.bus, created)
+
+    @router.durable(consumers.DIAGNOSER_TICKET_FAILED)
+    async def on_ticket_failed(failed: TicketFailed) -> None:
+        await outcomes.record_ticket_failure(ctx.bus, failed)
+
+    @router.durable(consumers.DIAGNOSER_SILENCE_APPLIED)
+    async def on_silence_applied(applied: SilenceApplied) -> None:
+        await outcomes.record_silence(ctx.bus, applied)
+
+    return ServiceParts(router=router, on_stop=[model.close] if model else [])
+
+
+def summary(settings: DiagnoserSettings) -> str:
+    return "diagnosis: " + (
+        f"model {settings.openai_model}" if settings.llm_configured else "rule-based (no OPENAI_API_KEY)"
     )
-    subscribe_durable(
-        ctx.broker, ctx.bus, consumers.DIAGNOSER_ALERTS_RESOLVED, AlertGroup, diagnoser.on_alert_resolved
-    )
-    subscribe_durable(
-        ctx.broker, ctx.bus, consumers.DIAGNOSER_HUMAN, HumanReplied, diagnoser.on_human_reply, 4
-    )
-    for spec, model_type, record in (
-        (consumers.DIAGNOSER_TICKET_CREATED, TicketCreated, outcomes.record_ticket),
-        (consumers.DIAGNOSER_TICKET_FAILED, TicketFailed, outcomes.record_ticket_failure),
-        (consumers.DIAGNOSER_SILENCE_APPLIED, SilenceApplied, outcomes.record_silence),
-    ):
-        subscribe_durable(ctx.broker, ctx.bus, spec, model_type, functools.partial(record, ctx.bus))
-    return ServiceParts(on_stop=[model.close] if model else [])
+
+
+SERVICE = Service(name="diagnoser", settings=DiagnoserSettings, wire=wire, summary=summary)

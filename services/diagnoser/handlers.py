@@ -18,14 +18,13 @@ from services.contracts.models import (
     incident_tag_in,
 )
 from services.diagnoser import conversation as conv
-from services.diagnoser import open_incidents
+from services.diagnoser import metrics, open_incidents
 from services.diagnoser.evidence import error_rate_of, gather_evidence, summarize
 from services.diagnoser.investigation import ModelDidNotConclude, compact, diagnose_with_model
 from services.diagnoser.model import ModelClient, ModelError, reason_of
 from services.diagnoser.rules import rule_based_diagnosis
 from services.diagnoser.toolcalls import ToolCaller
 from services.diagnoser.turns import Systems, TurnOutcome, model_turn, rules_turn
-from services.runtime import metrics
 from services.runtime.bus import Bus
 
 log = logging.getLogger("oncall.diagnoser")

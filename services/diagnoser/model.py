@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import openai
 from openai import AsyncOpenAI
 
-from services.runtime.settings import Settings
+from services.diagnoser.settings import DiagnoserSettings
 from services.runtime.text import clip
 
 DEFAULT_HOST = "api.openai.com"  # the SDK's default base URL when OPENAI_BASE_URL is unset
@@ -60,7 +60,7 @@ class ModelReply:
 
 
 class ModelClient:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: DiagnoserSettings):
         assert settings.openai_api_key is not None
         self.model = settings.openai_model
         self.host = host_of(settings.openai_base_url)

@@ -21,8 +21,8 @@ from services.diagnoser.investigation import READ_TOOL_NAMES, run_read_tools
 from services.diagnoser.model import ModelClient
 from services.diagnoser.prompts import HUMAN_TURN_SYSTEM_PROMPT, incident_context
 from services.diagnoser.replies import HELP_TEXT, not_understood, parse_reply
+from services.diagnoser.settings import DiagnoserSettings
 from services.diagnoser.toolcalls import ToolCaller
-from services.runtime.settings import Settings
 from services.runtime.text import format_duration
 
 log = logging.getLogger("oncall.diagnoser.turns")
@@ -42,12 +42,12 @@ class Systems:
     alertmanager: bool = True
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Systems":
+    def from_settings(cls, settings: DiagnoserSettings) -> "Systems":
         # Only the settings every service gets (the ConfigMap): the Jira token is given to the
         # ticketing pods alone, which still report it missing themselves.
         return cls(
-            jira=bool(settings.jira_url and settings.jira_email and settings.jira_project_key),
-            alertmanager=bool(settings.alertmanager_url),
+            jira=settings.jira_configured,
+            alertmanager=settings.alertmanager_configured,
         )
 
 

@@ -4,8 +4,9 @@ import logging
 
 from starlette.routing import BaseRoute, Route
 
-from services.contracts import consumers
+from services.contracts import consumers, subjects
 from services.contracts.models import (
+    HumanReplied,
     IncidentDiagnosed,
     IncidentResolved,
     NotifyText,
@@ -16,16 +17,17 @@ from services.notifier.console import ConsoleChannel
 from services.notifier.delivery import Channel
 from services.notifier.inbound import make_webhook
 from services.notifier.notifications import Notifier
+from services.notifier.settings import NotifierSettings
 from services.notifier.status import make_status_webhook
 from services.notifier.webhook import REPLY_PATH, STATUS_PATH
 from services.notifier.whatsapp import WhatsAppClient
-from services.runtime.bus import subscribe_durable
-from services.runtime.service import ServiceContext, ServiceParts
+from services.runtime.router import ServiceRouter
+from services.runtime.service import Service, ServiceContext, ServiceParts
 
 log = logging.getLogger("oncall.notifier")
 
 
-def wire(ctx: ServiceContext) -> ServiceParts:
+def wire(ctx: ServiceContext[NotifierSettings]) -> ServiceParts:
     settings = ctx.settings
     console_mode = not settings.twilio_configured
     channel: Channel = ConsoleChannel(ctx.broker) if console_mode else WhatsAppClient.from_settings(settings)
@@ -42,17 +44,40 @@ def wire(ctx: ServiceContext) -> ServiceParts:
             log.warning("TWILIO_TEMPLATE_SID is unset: people silent for 24 hours cannot be reached")
 
     notifier = Notifier(ctx.bus, channel, settings.user_whatsapp_numbers, console_mode)
-    bus, broker = ctx.bus, ctx.broker
-    subscribe_durable(broker, bus, consumers.NOTIFIER_DIAGNOSED, IncidentDiagnosed, notifier.on_diagnosed)
-    subscribe_durable(broker, bus, consumers.NOTIFIER_RESOLVED, IncidentResolved, notifier.on_resolved)
-    subscribe_durable(broker, bus, consumers.NOTIFIER_TEXT, NotifyText, notifier.on_text)
-    subscribe_durable(
-        broker, bus, consumers.NOTIFIER_TICKET_CREATED, TicketCreated, notifier.on_ticket_created
-    )
-    subscribe_durable(broker, bus, consumers.NOTIFIER_TICKET_FAILED, TicketFailed, notifier.on_ticket_failed)
+    router = ServiceRouter(ctx.bus, ctx.service)
+    router.publishes(subjects.HUMAN_REPLIED, HumanReplied)
+
+    @router.durable(consumers.NOTIFIER_DIAGNOSED)
+    async def on_diagnosed(event: IncidentDiagnosed) -> None:
+        await notifier.on_diagnosed(event)
+
+    @router.durable(consumers.NOTIFIER_RESOLVED)
+    async def on_resolved(event: IncidentResolved) -> None:
+        await notifier.on_resolved(event)
+
+    @router.durable(consumers.NOTIFIER_TEXT)
+    async def on_text(event: NotifyText) -> None:
+        await notifier.on_text(event)
+
+    @router.durable(consumers.NOTIFIER_TICKET_CREATED)
+    async def on_ticket_created(event: TicketCreated) -> None:
+        await notifier.on_ticket_created(event)
+
+    @router.durable(consumers.NOTIFIER_TICKET_FAILED)
+    async def on_ticket_failed(event: TicketFailed) -> None:
+        await notifier.on_ticket_failed(event)
 
     routes: list[BaseRoute] = [
-        Route(REPLY_PATH, make_webhook(settings, bus), methods=["POST"]),
-        Route(STATUS_PATH, make_status_webhook(settings, bus, channel), methods=["POST"]),
+        Route(REPLY_PATH, make_webhook(settings, ctx.bus), methods=["POST"]),
+        Route(STATUS_PATH, make_status_webhook(settings, ctx.bus, channel), methods=["POST"]),
     ]
-    return ServiceParts(routes=routes)
+    return ServiceParts(router=router, routes=routes)
+
+
+def summary(settings: NotifierSettings) -> str:
+    return "channel: " + (
+        "WhatsApp via Twilio" if settings.twilio_configured else "console (no Twilio settings)"
+    )
+
+
+SERVICE = Service(name="notifier", settings=NotifierSettings, wire=wire, summary=summary)

@@ -17,11 +17,10 @@ from typing import Final, Protocol
 
 from services.contracts import streams
 from services.contracts.models import incident_tag
-from services.notifier import messages, records
-from services.runtime import metrics
+from services.contracts.settings import normalize_phone
+from services.notifier import messages, metrics, records
 from services.runtime.bus import Bus, PermanentError
 from services.runtime.outbound import OutboundError
-from services.runtime.settings import normalize_phone
 
 log = logging.getLogger("oncall.notifier")
 

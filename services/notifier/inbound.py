@@ -20,12 +20,12 @@ from starlette.responses import Response
 
 from services.contracts import subjects
 from services.contracts.models import HumanReplied
-from services.notifier import records
+from services.contracts.settings import normalize_phone
+from services.notifier import metrics, records
 from services.notifier.messages import mask_number
+from services.notifier.settings import NotifierSettings
 from services.notifier.webhook import REPLY_PATH, Form, TwilioRequests, twiml
-from services.runtime import metrics
 from services.runtime.bus import Bus
-from services.runtime.settings import Settings, normalize_phone
 
 log = logging.getLogger("oncall.notifier.inbound")
 
@@ -75,7 +75,7 @@ def reply_msg_id(message_sid: str) -> str:
 # --- the endpoint ---------------------------------------------------------------------------
 
 
-def make_webhook(settings: Settings, bus: Bus) -> Endpoint:
+def make_webhook(settings: NotifierSettings, bus: Bus) -> Endpoint:
     twilio = TwilioRequests(settings, REPLY_PATH, _count)
     on_call = list(settings.user_whatsapp_numbers)
 

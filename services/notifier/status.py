@@ -19,12 +19,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from services.contracts import streams
-from services.notifier import delivery, records
+from services.notifier import delivery, metrics, records
 from services.notifier.delivery import Channel, SendError
+from services.notifier.settings import NotifierSettings
 from services.notifier.webhook import EMPTY_TWIML, STATUS_PATH, Form, TwilioRequests
-from services.runtime import metrics
 from services.runtime.bus import Bus
-from services.runtime.settings import Settings
 
 log = logging.getLogger("oncall.notifier.status")
 
@@ -58,7 +57,7 @@ def window_closed(status: records.DeliveryStatus) -> bool:
 # --- the endpoint ---------------------------------------------------------------------------
 
 
-def make_status_webhook(settings: Settings, bus: Bus, channel: Channel) -> Endpoint:
+def make_status_webhook(settings: NotifierSettings, bus: Bus, channel: Channel) -> Endpoint:
     twilio = TwilioRequests(settings, STATUS_PATH, lambda reason: _count(f"status_refused_{reason}"))
 
     async def status_webhook(request: Request) -> Response:

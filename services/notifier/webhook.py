@@ -16,7 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from services.runtime.settings import Settings
+from services.notifier.settings import NotifierSettings
 
 log = logging.getLogger("oncall.notifier.webhook")
 
@@ -35,7 +35,7 @@ CountRefusal = Callable[[str], None]  # called with the reason of a refusal, for
 class TwilioRequests:
     """Verifies the requests Twilio makes to one of our paths."""
 
-    def __init__(self, settings: Settings, path: str, count_refusal: CountRefusal):
+    def __init__(self, settings: NotifierSettings, path: str, count_refusal: CountRefusal):
         self._auth_token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else ""
         self._public_base_url = settings.public_base_url or ""
         self._path = path

@@ -17,11 +17,12 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from services.contracts.settings import normalize_phone
+from services.notifier import metrics
 from services.notifier.delivery import SendError, Thread
+from services.notifier.settings import NotifierSettings
 from services.notifier.webhook import STATUS_PATH
-from services.runtime import metrics
 from services.runtime.outbound import OutboundError, RetryPolicy, is_transient, parse_retry_after
-from services.runtime.settings import Settings, normalize_phone
 
 log = logging.getLogger("oncall.notifier.whatsapp")
 
@@ -59,7 +60,7 @@ class WhatsAppClient:
             self._client.api.base_url = api_base_url.rstrip("/")
 
     @classmethod
-    def from_settings(cls, settings: Settings, retry: RetryPolicy = SEND_RETRY) -> "WhatsAppClient":
+    def from_settings(cls, settings: NotifierSettings, retry: RetryPolicy = SEND_RETRY) -> "WhatsAppClient":
         sid, token, number = (
             settings.twilio_account_sid,
             settings.twilio_auth_token,

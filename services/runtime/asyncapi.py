@@ -1,10 +1,8 @@
-"""The AsyncAPI document of the bus, generated from the services' own subscribers.
+"""The AsyncAPI document of the bus, generated from the services' own routers: what each consumes
+(its typed handlers) and publishes (its declared publishers), with the contract models as payloads.
 
     oncall asyncapi > docs/asyncapi.json          (CI checks the committed copy is current)
     faststream docs gen services.runtime.asyncapi:app
-
-Only the durable subscribers declare their payload (they parse raw bytes themselves), so each
-channel is described with its contract model from `services.contracts`.
 """
 
 import json
@@ -14,9 +12,8 @@ from faststream import FastStream
 from faststream.specification import AsyncAPI
 
 from services.runtime.broker import make_broker
-from services.runtime.bus import DURABLE_PAYLOADS, Bus
-from services.runtime.service import SERVICE_NAMES, ServiceContext, load_wiring
-from services.runtime.settings import Settings
+from services.runtime.bus import Bus
+from services.runtime.service import configure, service_names
 
 TITLE = "oncall-agent bus"
 VERSION = "1"
@@ -24,9 +21,11 @@ VERSION = "1"
 
 def build_specification() -> AsyncAPI:
     broker = make_broker("nats://localhost:4222", "oncall-asyncapi")
-    ctx = ServiceContext(settings=Settings(), broker=broker, bus=Bus(broker))
-    for name in SERVICE_NAMES:
-        load_wiring(name)(ctx)
+    bus = Bus(broker)
+    for service in configure(service_names()):
+        router = service.wire(bus).router
+        if router is not None:
+            bus.include(router)
     return AsyncAPI(
         broker,
         title=TITLE,
@@ -37,22 +36,7 @@ def build_specification() -> AsyncAPI:
 
 def document() -> dict[str, Any]:
     spec: dict[str, Any] = json.loads(build_specification().to_specification().to_json())
-    with_contract_payloads(spec)
     return spec
-
-
-def with_contract_payloads(spec: dict[str, Any]) -> None:
-    """Durable handlers take the raw message (to dead-letter what does not parse), so FastStream
-    sees no payload type: describe each with its contract model instead."""
-    schemas = spec["components"].setdefault("schemas", {})
-    for durable, model in DURABLE_PAYLOADS.items():
-        message = spec["components"]["messages"].get(f"{durable}:SubscribeMessage")
-        if message is None:
-            continue
-        schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-        message["payload"] = {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
 def render() -> str:

@@ -1,30 +1,26 @@
-"""The bus: streams and KV declared from `contracts`, event publishing with dedup ids,
-durable consumers with bounded redelivery and a dead-letter subject, KV compare-and-set."""
+"""The bus: streams and KV declared from `contracts`, event publishing with dedup ids, KV
+compare-and-set. Durable consumers (redelivery, dead letters) are a service router's:
+`services.runtime.router`."""
 
 import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import nats.js.errors
-from faststream import AckPolicy
-from faststream.nats import JStream, NatsBroker, PullSub
-from faststream.nats.annotations import NatsMessage
+from faststream.nats import NatsBroker, NatsRouter
+from faststream.nats.publisher.usecase import LogicPublisher
 from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from services.contracts import streams, subjects
-from services.contracts.streams import BucketSpec, ConsumerSpec, StreamSpec
+from services.contracts import streams
+from services.contracts.streams import BucketSpec, StreamSpec
 from services.runtime import metrics
-from services.runtime.observability import current_incident
-
-log = logging.getLogger("oncall.bus")
 
 M = TypeVar("M", bound=BaseModel)
 JSON_HEADERS = {"content-type": "application/json"}
 KV_CAS_ATTEMPTS = 20
+PUBLISH_TIMEOUT_SECONDS = 5.0
 
 
 class PermanentError(Exception):
@@ -77,6 +73,8 @@ class Bus:
         self.replicas = replicas
         self.ack_wait_seconds = ack_wait_seconds  # None: each consumer's own (ConsumerSpec)
         self._kv: dict[str, CountedKeyValue] = {}
+        # subject -> the FastStream publisher an included router declared for it (ServiceRouter.publishes)
+        self._publishers: dict[str, LogicPublisher] = {}
 
     @property
     def js(self) -> JetStreamContext:
@@ -124,35 +122,30 @@ class Bus:
             self._kv[bucket.name] = CountedKeyValue(bucket.name, await self.js.key_value(bucket.name))
         return self._kv[bucket.name]
 
+    def include(self, router: NatsRouter) -> None:
+        """Include a service's router into the broker; the events it declared (`events`, subject ->
+        publisher) are from then on published through its publishers."""
+        self.broker.include_router(router)
+        self._publishers.update(getattr(router, "events", {}))
+
     async def publish_event(self, subject: str, message: BaseModel, msg_id: str) -> api.PubAck:
-        """Publish to JetStream and wait for the ack; `msg_id` makes a repeat a no-op (dedup window)."""
+        """Publish to JetStream and wait for the ack; `msg_id` makes a repeat a no-op (dedup window).
+        Through the publisher an included router declared for `subject`; by the broker itself
+        otherwise (operating commands, tests)."""
         body = message.model_dump_json(by_alias=True).encode()
-        ack = await self.broker.publish(
-            body,
-            subject,
-            headers={**JSON_HEADERS, "Nats-Msg-Id": msg_id},
-            timeout=5.0,
-            stream=stream_of(subject).name,
-        )
+        headers = {**JSON_HEADERS, "Nats-Msg-Id": msg_id}
+        stream = stream_of(subject).name
+        publisher = self._publishers.get(subject)
+        if publisher is not None:
+            ack = await publisher.publish(
+                body, headers=headers, stream=stream, timeout=PUBLISH_TIMEOUT_SECONDS
+            )
+        else:
+            ack = await self.broker.publish(
+                body, subject, headers=headers, timeout=PUBLISH_TIMEOUT_SECONDS, stream=stream
+            )
         assert ack is not None
         return ack
-
-    async def dead_letter(self, msg: NatsMessage, stream: StreamSpec, reason: str) -> None:
-        meta = msg.raw_message.metadata
-        metrics.dead_letters.labels(stream=stream.name, reason=reason.split(":")[0][:40]).inc()
-        await self.broker.publish(
-            msg.body,
-            subjects.dlq_subject(stream.name),
-            headers={
-                "Nats-Msg-Id": f"dlq-{stream.name}-{meta.sequence.stream}",
-                "Oncall-Dlq-Reason": reason[:500],
-                "Oncall-Original-Subject": msg.raw_message.subject,
-                "Oncall-Deliveries": str(meta.num_delivered),
-            },
-            stream=streams.DEAD_LETTERS.name,
-            timeout=5.0,
-        )
-        log.error("dead-lettered %s #%s: %s", msg.raw_message.subject, meta.sequence.stream, reason)
 
     # --- KV ---------------------------------------------------------------------------
 
@@ -222,100 +215,3 @@ def stream_of(subject: str) -> StreamSpec:
             if subject.startswith(pattern.removesuffix(">")):
                 return spec
     raise ValueError(f"no stream holds {subject}")
-
-
-def delay_before_redelivery(spec: ConsumerSpec, deliveries_so_far: int) -> float:
-    schedule = spec.backoff_seconds
-    return schedule[min(deliveries_so_far, len(schedule)) - 1] if schedule else 0.0
-
-
-# durable consumer name -> the contract model its messages carry (for the AsyncAPI document).
-DURABLE_PAYLOADS: dict[str, type[BaseModel]] = {}
-
-
-def subscribe_durable(
-    broker: NatsBroker,
-    bus: Bus,
-    spec: ConsumerSpec,
-    model: type[M],
-    handle: Callable[[M], Awaitable[Any]],
-    max_workers: int = 1,
-) -> None:
-    """Consume `spec.subjects` durably: ack after `handle` returns; on error redeliver after a
-    backoff up to `max_deliver` times, then dead-letter; an unparseable body is dead-lettered
-    at once (it would never parse on the next try either)."""
-    (subject,) = spec.subjects
-    DURABLE_PAYLOADS[spec.durable] = model
-    ack_wait = bus.ack_wait_seconds or spec.ack_wait_seconds
-
-    @broker.subscriber(
-        subject,
-        stream=JStream(spec.stream.name, declare=False),
-        durable=spec.durable,
-        pull_sub=PullSub(batch_size=max(1, max_workers), timeout=1.0),
-        config=api.ConsumerConfig(
-            durable_name=spec.durable,
-            max_deliver=spec.max_deliver,
-            ack_wait=ack_wait,
-            max_ack_pending=1000,
-        ),
-        ack_policy=AckPolicy.MANUAL,
-        max_workers=max_workers,
-        title=spec.durable,
-    )
-    async def consume(msg: NatsMessage) -> None:
-        try:
-            message = model.model_validate_json(msg.body)
-        except ValidationError as exc:
-            await bus.dead_letter(msg, spec.stream, f"invalid {model.__name__}: {_first_error(exc)}")
-            await msg.ack()
-            return
-        deliveries = msg.raw_message.metadata.num_delivered
-        current_incident.set(getattr(message, "incident_id", None))  # every log line names it
-        try:
-            async with working_on(msg, every=ack_wait / 3):
-                await handle(message)
-        except PermanentError as exc:
-            await bus.dead_letter(msg, spec.stream, f"permanent: {exc}")
-            await msg.ack()
-            return
-        except Exception as exc:
-            metrics.handler_failures.labels(consumer=spec.durable).inc()
-            if deliveries >= spec.max_deliver:
-                await bus.dead_letter(msg, spec.stream, f"failed {deliveries} times: {exc!r}")
-                await msg.ack()
-                return
-            delay = delay_before_redelivery(spec, deliveries)
-            # A source that said when to come back (Jira's Retry-After on 429/503) is believed.
-            delay = max(delay, getattr(exc, "retry_after", None) or 0.0)
-            log.warning("%s failed (delivery %d), retry in %.0fs: %r", spec.durable, deliveries, delay, exc)
-            await msg.nack(delay=delay)
-            return
-        await msg.ack()
-
-
-@contextlib.asynccontextmanager
-async def working_on(msg: NatsMessage, every: float) -> AsyncIterator[None]:
-    """Tells JetStream every `every` seconds that the message is still being worked on, so that
-    a long investigation is not handed to another replica meanwhile; a replica that dies stops
-    telling, and its message goes to another one after a single ack wait."""
-
-    async def report_progress() -> None:
-        while True:
-            await asyncio.sleep(every)
-            with contextlib.suppress(Exception):  # NATS reconnecting: the next beat may pass
-                await msg.in_progress()
-
-    beat = asyncio.create_task(report_progress())
-    try:
-        yield
-    finally:
-        beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "body"
-    return f"{where}: {err.get('msg')}"

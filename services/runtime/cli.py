@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TypeVar
 from pydantic import ValidationError
 
 from services.contracts import streams
+from services.contracts.settings import OnCallPeople
 from services.runtime.broker import FASTSTREAM_LOGGER, NatsUnreachable, check_reachable
 from services.runtime.credentials import mask_credentials
 from services.runtime.data_dir import DataDirBusy, StaleLocalState, read_local_state
@@ -23,8 +24,8 @@ from services.runtime.host import Host, HttpServerError
 from services.runtime.local import run_demo, send_reply
 from services.runtime.observability import configure_logging
 from services.runtime.operate import Selection, describe, read_conversation, replay
-from services.runtime.service import SERVICE_NAMES
-from services.runtime.settings import Settings
+from services.runtime.service import Configured, SettingsInvalid, configure, service_names
+from services.runtime.settings import ProcessSettings
 from services.runtime.times import assume_utc
 
 T = TypeVar("T")
@@ -68,10 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--http-port", type=int, help="HTTP port (ONCALL_HTTP_PORT, default 8080; 0 = any)")
         sub.add_argument("--data-dir", type=Path, help="state directory (ONCALL_DATA_DIR, default ./.oncall)")
 
-    up = commands.add_parser("up", help="local mode: all five services in one process")
+    up = commands.add_parser("up", help="local mode: all the services in one process")
     with_host_options(up)
     run = commands.add_parser("run", help="one service alone against NATS_URL (as on Kubernetes)")
-    run.add_argument("service", choices=SERVICE_NAMES)
+    run.add_argument("service", choices=service_names())
     with_host_options(run)
     demo = commands.add_parser("demo", help="local mode plus a demo incident")
     with_host_options(demo)
@@ -111,7 +112,7 @@ def as_utc(moment: datetime | None) -> datetime | None:
     return None if moment is None else assume_utc(moment)
 
 
-def nats_url_for(settings: Settings) -> str | None:
+def nats_url_for(settings: ProcessSettings) -> str | None:
     """NATS_URL, or the embedded server of a local `oncall up` in this data dir."""
     if settings.nats_url:
         return settings.nats_url
@@ -119,7 +120,7 @@ def nats_url_for(settings: Settings) -> str | None:
     return state["nats_url"] if state else None
 
 
-async def run_replay(settings: Settings, args: argparse.Namespace) -> int:
+async def run_replay(settings: ProcessSettings, args: argparse.Namespace) -> int:
     url = nats_url_for(settings)
     if url is None:
         print("oncall replay: set NATS_URL (or run it beside a local `oncall up`)", file=sys.stderr)
@@ -149,7 +150,7 @@ async def run_replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def run_inspect(settings: Settings, args: argparse.Namespace) -> int:
+async def run_inspect(settings: ProcessSettings, args: argparse.Namespace) -> int:
     url = nats_url_for(settings)
     if url is None:
         print("oncall inspect: set NATS_URL (or run it beside a local `oncall up`)", file=sys.stderr)
@@ -168,8 +169,8 @@ def port_chosen(args: argparse.Namespace) -> bool:
     return args.http_port is not None or "ONCALL_HTTP_PORT" in os.environ
 
 
-def load_settings(args: argparse.Namespace) -> Settings:
-    settings = Settings()
+def load_settings(args: argparse.Namespace) -> ProcessSettings:
+    settings = ProcessSettings()
     updates: dict[str, object] = {}
     if getattr(args, "http_port", None) is not None:
         updates["http_port"] = args.http_port
@@ -192,17 +193,31 @@ def settings_error(exc: ValidationError) -> str:
 SECRET_NAME = re.compile(r"TOKEN|PASSWORD|SECRET|KEY", re.IGNORECASE)
 
 
-def intake_unauthenticated(settings: Settings, services: Sequence[str]) -> str | None:
-    """Why alert_ingest must not start: it would refuse every webhook (or accept anyone's)."""
-    if "alert_ingest" not in services or settings.ingest_allow_anonymous:
-        return None
-    if settings.ingest_token or (settings.ingest_basic_user and settings.ingest_basic_password):
-        return None
-    return (
-        "oncall: alert_ingest needs credentials for Alertmanager's webhook: set INGEST_TOKEN "
-        "(or INGEST_BASIC_USER and INGEST_BASIC_PASSWORD), or INGEST_ALLOW_ANONYMOUS=true to accept "
-        "webhooks from anyone"
-    )
+def configure_all(names: Sequence[str]) -> list[Configured[Any]]:
+    """Each service's settings; every wrong variable of every one of them reported at once."""
+    configured: list[Configured[Any]] = []
+    errors: list[str] = []
+    for name in names:
+        try:
+            configured += configure([name])
+        except SettingsInvalid as exc:
+            errors += [line for line in settings_error(exc.error).splitlines() if line not in errors]
+    if errors:
+        raise SettingsReported("\n".join(errors))
+    return configured
+
+
+class SettingsReported(Exception):
+    """Wrong settings, already said in one line each."""
+
+
+def reply_sender() -> str:
+    """Whom `oncall reply` speaks as: the first on-call number (the console channel's person)."""
+    try:
+        numbers = OnCallPeople().user_whatsapp_numbers
+    except ValidationError as exc:
+        raise SettingsInvalid(exc) from exc
+    return numbers[0] if numbers else "console"
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
@@ -249,11 +264,16 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(level, settings.log_format)
     if level.upper() != "DEBUG":
         FASTSTREAM_LOGGER.setLevel(logging.WARNING)
-    hosted = {"up": SERVICE_NAMES, "run": [getattr(args, "service", "")]}.get(args.command, ())
+    names = {"up": service_names(), "run": [getattr(args, "service", "")]}.get(args.command, ())
     if args.command == "run" and not settings.nats_url:
         print("oncall run: NATS_URL is required (use `oncall up` for local mode)", file=sys.stderr)
         return 2
-    refusal = intake_unauthenticated(settings, hosted)
+    try:
+        hosted = configure_all(names)
+    except SettingsReported as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    refusal = next((reason for service in hosted if (reason := service.refusal())), None)
     if refusal:
         print(refusal, file=sys.stderr)
         return 2
@@ -263,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "demo":
             return run_async(run_demo(settings, once=args.once, port_chosen=port_chosen(args)))
         elif args.command == "reply":
-            return run_async(send_reply(settings, args.text, args.incident, args.wait))
+            sender = reply_sender()
+            return run_async(send_reply(settings, args.text, args.incident, args.wait, sender))
         elif args.command == "replay":
             return run_async(run_replay(settings, args))
         elif args.command == "inspect":
@@ -275,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     except (NatsUnreachable, NatsServerError, HttpServerError, DataDirBusy, StaleLocalState) as exc:
         print(f"oncall: {mask_credentials(str(exc))}", file=sys.stderr)
         return 1
+    except SettingsInvalid as exc:  # the demo's services, the person `reply` speaks as
+        print(settings_error(exc.error), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return 0

@@ -8,8 +8,10 @@ import socket
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+from faststream.nats import NatsBroker
 from starlette.routing import BaseRoute
 
 from services.runtime.broker import check_reachable, make_broker
@@ -19,12 +21,14 @@ from services.runtime.data_dir import forget_local_state, lock_data_dir, write_l
 from services.runtime.embedded_nats import EmbeddedNats
 from services.runtime.http import build_http_app
 from services.runtime.observability import configure_tracing
-from services.runtime.service import ServiceContext, ServiceParts, load_wiring
-from services.runtime.settings import Settings
+from services.runtime.service import Configured, ServiceParts
+from services.runtime.settings import ProcessSettings
 
 log = logging.getLogger("oncall.host")
 
 SHUTDOWN_STEP_SECONDS = 5.0
+# How long /readyz waits for a NATS connection that is being re-established.
+READINESS_PING_SECONDS = 0.5
 
 
 class HttpServerError(RuntimeError):
@@ -60,10 +64,10 @@ class _HttpServer(uvicorn.Server):
 
 @dataclass
 class Host:
-    """One process hosting `services`; `oncall up` hosts all five."""
+    """One process hosting services (each with its settings); `oncall up` hosts all of them."""
 
-    settings: Settings
-    services: Sequence[str]
+    settings: ProcessSettings
+    hosted: Sequence[Configured[Any]]
     extra_routes: Sequence[BaseRoute] = ()
     on_ready: Callable[["Host"], Awaitable[None]] | None = None
     nats_store: Path | None = None  # the embedded server's store; default <data dir>/nats
@@ -74,6 +78,10 @@ class Host:
     _parts: list[ServiceParts] = field(default_factory=list)
     _started: bool = False
     _wrote_local_state: bool = False
+
+    @property
+    def services(self) -> list[str]:
+        return [service.name for service in self.hosted]
 
     def stop(self) -> None:
         if self._server is not None:
@@ -103,8 +111,10 @@ class Host:
         await check_reachable(self.nats_url)
         broker = make_broker(self.nats_url, name="oncall-" + "-".join(self.services))
         bus = Bus(broker, replicas=self.settings.js_replicas, ack_wait_seconds=self.settings.ack_wait_seconds)
-        ctx = ServiceContext(settings=self.settings, broker=broker, bus=bus)
-        self._parts = [load_wiring(name)(ctx) for name in self.services]
+        self._parts = [service.wire(bus) for service in self.hosted]
+        for parts in self._parts:
+            if parts.router is not None:
+                bus.include(parts.router)
         await broker.connect()
         await bus.declare()
         await broker.start()
@@ -164,10 +174,9 @@ class Host:
                     "while stopping (%s): %s", getattr(step, "__qualname__", step), describe_error(exc)
                 )
 
-    def _readiness(self, broker: object) -> tuple[bool, str]:
-        connection = getattr(broker, "_connection", None)
+    async def _readiness(self, broker: NatsBroker) -> tuple[bool, str]:
         if not self._started:
             return False, "starting"
-        if connection is None or not connection.is_connected:
+        if not await broker.ping(timeout=READINESS_PING_SECONDS):
             return False, "NATS disconnected"
         return True, "ok"

@@ -1,6 +1,6 @@
 """HTTP: health, readiness and metrics beside the services' own routes."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -12,14 +12,14 @@ from services.runtime import metrics
 
 
 def build_http_app(
-    service_routes: Sequence[BaseRoute], is_ready: Callable[[], tuple[bool, str]]
+    service_routes: Sequence[BaseRoute], is_ready: Callable[[], Awaitable[tuple[bool, str]]]
 ) -> Starlette:
     async def healthz(_: Request) -> Response:
         # Liveness only: a NATS outage must not make Kubernetes restart every pod.
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
-        ready, why = is_ready()
+        ready, why = await is_ready()
         return JSONResponse({"ready": ready, "detail": why}, status_code=200 if ready else 503)
 
     async def metrics_endpoint(_: Request) -> Response:

@@ -4,6 +4,7 @@
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import socket
@@ -17,7 +18,6 @@ from typing import Any
 import httpx
 import nats
 from nats.aio.msg import Msg
-from pydantic import SecretStr
 
 from services.contracts import subjects
 from services.contracts.models import HumanReplied, IncidentDiagnosed, incident_tag
@@ -25,14 +25,19 @@ from services.runtime import demo
 from services.runtime.broker import check_reachable, nats_servers
 from services.runtime.data_dir import read_local_state
 from services.runtime.host import Host
-from services.runtime.service import SERVICE_NAMES
-from services.runtime.settings import Settings
+from services.runtime.service import configure, service_names
+from services.runtime.settings import ProcessSettings
 
 
 def reply_example() -> str:
     """`oncall reply ...` as the person can type it: the bare name when on PATH, else its path."""
     command = "oncall" if shutil.which("oncall") else str(Path(sys.argv[0]).resolve())
     return f'{command} reply "create jira task and assign to ravi"'
+
+
+def count_words(count: int) -> str:
+    words = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+    return words[count] if count < len(words) else str(count)
 
 
 def say(text: str) -> None:
@@ -56,7 +61,7 @@ def port_is_free(host: str, port: int) -> bool:
         return True
 
 
-def demo_port(settings: Settings, port_chosen: bool) -> int:
+def demo_port(settings: ProcessSettings, port_chosen: bool) -> int:
     """The port the person chose (a busy one is then an error that says how to choose another);
     else the default one when it is free, else any free port, said out loud."""
     if settings.http_port and (port_chosen or port_is_free(settings.http_host, settings.http_port)):
@@ -67,32 +72,31 @@ def demo_port(settings: Settings, port_chosen: bool) -> int:
     return port
 
 
-def demo_settings(settings: Settings, port: int) -> Settings:
-    """The demo serves its own logs and Prometheus endpoints and code directory, and talks to
-    itself with a fresh ingest token; Twilio/OpenAI/Jira settings, if any, are kept."""
-    base = f"http://{settings.http_host}:{port}{demo.DEMO_PREFIX}"
-    code_dir = demo.install_demo_code(settings.data_dir / "demo" / "code")
-    return settings.model_copy(
-        update={
-            "http_port": port,
-            "lb_url": base,
-            "prom_url": base,
-            "code_dir": code_dir,
-            "github_owner": None,
-            "github_repo": None,
-            "ingest_token": settings.ingest_token or SecretStr(secrets.token_urlsafe(24)),
-        }
-    )
+def demo_overrides(settings: ProcessSettings, ingest_token: str) -> dict[str, object]:
+    """The services' settings the demo sets (by variable name): it serves its own logs and Prometheus
+    endpoints and code directory, and talks to itself with the ingest token; Twilio/OpenAI/Jira
+    settings, if any, are kept."""
+    base = f"http://{settings.http_host}:{settings.http_port}{demo.DEMO_PREFIX}"
+    return {
+        "LB_URL": base,
+        "PROM_URL": base,
+        "CODE_DIR": demo.install_demo_code(settings.data_dir / "demo" / "code"),
+        "GITHUB_OWNER": None,
+        "GITHUB_REPO": None,
+        "INGEST_TOKEN": ingest_token,
+    }
 
 
-async def run_demo(settings: Settings, once: bool, port_chosen: bool = False) -> int:
-    settings = demo_settings(settings, demo_port(settings, port_chosen))
+async def run_demo(settings: ProcessSettings, once: bool, port_chosen: bool = False) -> int:
+    settings = settings.model_copy(update={"http_port": demo_port(settings, port_chosen)})
+    # The person's own token when set, else a fresh one: the demo posts its alert with it.
+    token = os.environ.get("INGEST_TOKEN") or secrets.token_urlsafe(24)
+    hosted = configure(service_names(), demo_overrides(settings, token))
     started = time.monotonic()
     diagnosed = asyncio.Event()
     background: list[asyncio.Task[None]] = []  # keeps the finishing task referenced
-    mode = "model " + settings.openai_model if settings.llm_configured else "rule-based (no OPENAI_API_KEY)"
-    channel = "WhatsApp via Twilio" if settings.twilio_configured else "console (no Twilio settings)"
-    say(f"▶ oncall demo: all five services, embedded NATS, diagnosis: {mode}, channel: {channel}")
+    modes = ", ".join(summary for service in hosted if (summary := service.summary()))
+    say(f"▶ oncall demo: all {count_words(len(hosted))} services, embedded NATS, {modes}")
 
     async def on_ready(host: Host) -> None:
         say(f"  services up at {host.http_url} (NATS {host.nats_url}) in {time.monotonic() - started:.2f}s")
@@ -115,7 +119,6 @@ async def run_demo(settings: Settings, once: bool, port_chosen: bool = False) ->
         # A run of its own each time: a new incident, diagnosed and messaged in full, whatever
         # earlier runs in this directory left open or resolved.
         hook = demo.demo_alert_webhook(datetime.now(UTC), run_id=secrets.token_hex(3))
-        token = settings.ingest_token.get_secret_value() if settings.ingest_token else ""
         async with httpx.AsyncClient(timeout=10) as client:
             response = await client.post(
                 f"{host.http_url}/alerts", json=hook, headers={"Authorization": f"Bearer {token}"}
@@ -125,7 +128,7 @@ async def run_demo(settings: Settings, once: bool, port_chosen: bool = False) ->
         say(f"✔ alert accepted: HTTP {response.status_code}, incident {incident_tag(incident)}")
         background.append(asyncio.create_task(_finish(host, watcher, diagnosed, once)))
 
-    host = Host(settings, SERVICE_NAMES, extra_routes=demo.demo_routes(), on_ready=on_ready)
+    host = Host(settings, hosted, extra_routes=demo.demo_routes(), on_ready=on_ready)
     await host.run()
     return 0 if diagnosed.is_set() else 1
 
@@ -145,9 +148,11 @@ async def _finish(host: Host, watcher: Any, diagnosed: asyncio.Event, once: bool
     say(f"\nAnswer as the on-call person, in another terminal:\n  {reply_example()}\nCtrl-C stops the demo.")
 
 
-async def send_reply(settings: Settings, text: str, incident: str | None, wait_seconds: float) -> int:
-    """Publish the reply as the console channel's on-call person and print the agent's answers
-    to it, returning at the one that says no more will follow (or after `wait_seconds`)."""
+async def send_reply(
+    settings: ProcessSettings, text: str, incident: str | None, wait_seconds: float, sender: str = "console"
+) -> int:
+    """Publish the reply as the console channel's on-call person (`sender`) and print the agent's
+    answers to it, returning at the one that says no more will follow (or after `wait_seconds`)."""
     url = settings.nats_url
     if url is None:
         state = read_local_state(settings.data_dir)
@@ -170,7 +175,6 @@ async def send_reply(settings: Settings, text: str, incident: str | None, wait_s
             await answers.put(answer)  # other messages (other people's, diagnoses) are not ours
 
     await nc.subscribe(subjects.CONSOLE_OUT, cb=on_out)
-    sender = settings.user_whatsapp_numbers[0] if settings.user_whatsapp_numbers else "console"
     reply = HumanReplied(
         message_sid=message_sid,
         sender=sender,

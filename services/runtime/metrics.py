@@ -1,6 +1,8 @@
-"""Domain metrics shared by all services (one registry per process)."""
+"""The process's one metrics registry, and the metrics of what services share (the bus and its
+durable consumers). Each service declares its own metrics in `services/<name>/metrics.py`, in
+this registry."""
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -16,56 +18,6 @@ handler_failures = Counter(
     ["consumer"],
     registry=REGISTRY,
 )
-webhooks = Counter(
-    "oncall_ingest_webhooks_total", "Alertmanager webhooks by outcome", ["outcome"], registry=REGISTRY
-)
-ingest_alerts = Counter(
-    "oncall_ingest_alerts_total",
-    "Alerts in accepted webhooks, by alert status",
-    ["status"],
-    registry=REGISTRY,
-)
-ingest_rejections = Counter(
-    "oncall_ingest_rejected_total",
-    "Refused webhooks by HTTP status and reason",
-    ["status", "reason"],
-    registry=REGISTRY,
-)
-ingest_publish_seconds = Histogram(
-    "oncall_ingest_publish_seconds",
-    "Time to a JetStream ack for an accepted webhook",
-    registry=REGISTRY,
-    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
-)
-tool_calls = Counter(
-    "oncall_tool_calls_total",
-    "Tool requests answered, by tool and outcome",
-    ["tool", "outcome"],
-    registry=REGISTRY,
-)
-diagnoses = Counter("oncall_diagnoses_total", "Diagnoses published, by method", ["method"], registry=REGISTRY)
-model_calls = Histogram(
-    "oncall_model_calls_per_diagnosis",
-    "Model calls an investigation needed",
-    registry=REGISTRY,
-    buckets=(1, 2, 3, 4, 6, 8, 12, 20),
-)
-llm_failures = Counter(
-    "oncall_llm_failures_total",
-    "Model calls that failed and fell back to rules",
-    ["reason"],
-    registry=REGISTRY,
-)
-whatsapp_sends = Counter(
-    "oncall_whatsapp_messages_total",
-    "Outgoing messages by channel and outcome",
-    ["channel", "outcome"],
-    registry=REGISTRY,
-)
-inbound_replies = Counter(
-    "oncall_inbound_replies_total", "Inbound WhatsApp webhooks by outcome", ["outcome"], registry=REGISTRY
-)
-tickets = Counter("oncall_tickets_total", "Ticket requests by outcome", ["outcome"], registry=REGISTRY)
 kv_operations = Counter(
     "oncall_kv_operations_total",
     "JetStream KV operations by bucket and operation (get, create, update, put, delete, keys)",

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import get_args
 
 from services.contracts.models import Priority
-from services.runtime.settings import Settings
+from services.ticketing.settings import TicketingSettings
 
 PRIORITIES: tuple[Priority, ...] = get_args(Priority)
 # What JIRA_PRIORITY_MAP defaults to: the names of Jira Cloud's default priority scheme.
@@ -22,7 +22,7 @@ class TicketingConfig:
     resolve_transition: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "TicketingConfig":
+    def from_settings(cls, settings: TicketingSettings) -> "TicketingConfig":
         return cls(
             project_key=settings.jira_project_key,
             issue_type=settings.jira_issue_type,

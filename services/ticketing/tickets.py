@@ -13,10 +13,9 @@ from typing import Any, Literal
 
 from services.contracts import streams, subjects
 from services.contracts.models import NotifyText, Priority, TicketCreated, TicketFailed, TicketRequested
-from services.runtime import metrics
 from services.runtime.bus import Bus
 from services.runtime.text import clip
-from services.ticketing import adf, comments, records
+from services.ticketing import adf, comments, metrics, records
 from services.ticketing.assignees import Ambiguous, Assignment, choice_question, resolve_assignee
 from services.ticketing.config import TicketingConfig
 from services.ticketing.jira import JiraClient, JiraError

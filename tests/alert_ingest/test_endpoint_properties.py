@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from nats.js.api import RawStreamMsg
 
 from services.alert_ingest.app import wire
+from services.alert_ingest.settings import AlertIngestSettings
 from services.alert_ingest.webhook import Rejection, notification_id, parse_webhook, subject_status
 from services.contracts import streams
 from services.contracts.models import AlertGroup
@@ -41,7 +42,6 @@ from services.runtime.broker import make_broker
 from services.runtime.bus import Bus
 from services.runtime.http import build_http_app
 from services.runtime.service import ServiceContext
-from services.runtime.settings import Settings
 
 LIMIT = 8192  # ONCALL_INGEST_MAX_BYTES: small, so that bodies around it are cheap to send
 ANSWERS = {202, 400, 401, 413, 415, 422}
@@ -114,7 +114,7 @@ class Ingest:
         self.bus = Bus(self.broker)
         await self.broker.connect()
         await self.bus.declare()
-        settings = Settings.model_validate(
+        settings = AlertIngestSettings.model_validate(
             {
                 "INGEST_TOKEN": TOKEN,
                 "INGEST_BASIC_USER": BASIC_USER,
@@ -123,8 +123,8 @@ class Ingest:
                 "ONCALL_INGEST_MAX_BYTES": LIMIT,
             }
         )
-        parts = wire(ServiceContext(settings=settings, broker=self.broker, bus=self.bus))
-        app = build_http_app(parts.routes, lambda: (True, "ok"))
+        parts = wire(ServiceContext(settings=settings, bus=self.bus))
+        app = build_http_app(parts.routes, _ready)
         # raise_app_exceptions=False: an exception in the app is the 500 a client would get.
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         self.client = httpx.AsyncClient(transport=transport, base_url="http://test")
@@ -159,6 +159,10 @@ class Ingest:
         after = await self.state()
         stored = await self.stored(before.last_seq + 1, after.last_seq)
         return Exchange(list(responses), before, after, stored)
+
+
+async def _ready() -> tuple[bool, str]:
+    return True, "ok"
 
 
 def latin1(value: str | bytes) -> bytes:

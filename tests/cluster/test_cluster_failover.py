@@ -26,7 +26,7 @@ from support.processes import OncallProcess
 
 from services.contracts import consumers, streams, subjects
 from services.contracts.models import Conversation
-from services.runtime.service import SERVICE_NAMES
+from services.runtime.service import service_names
 
 ON_CALL = "+15551230001"
 SENDER = "whatsapp:+14155238886"
@@ -174,7 +174,7 @@ def deployment(cluster: NatsCluster, backends: Backends, tmp_path: Path) -> Iter
     -> CONSUMER.INFO) can time out on a durable its twin has just created and that has no leader
     yet, and `oncall run` exits with nats.errors.TimeoutError. On Kubernetes the pod restarts;
     that cold-start race is not what this test is about."""
-    replicas: dict[str, list[OncallProcess]] = {service: [] for service in SERVICE_NAMES}
+    replicas: dict[str, list[OncallProcess]] = {service: [] for service in service_names()}
     started: list[OncallProcess] = []
 
     def start(services: Sequence[str], replica: int) -> None:
@@ -192,8 +192,8 @@ def deployment(cluster: NatsCluster, backends: Backends, tmp_path: Path) -> Iter
 
     try:
         start(["alert_ingest"], 0)
-        start([service for service in SERVICE_NAMES if service != "alert_ingest"], 0)
-        start(SERVICE_NAMES, 1)
+        start([service for service in service_names() if service != "alert_ingest"], 0)
+        start(list(service_names()), 1)
         yield Deployment(cluster, backends, replicas)
     finally:
         stop_all(started)

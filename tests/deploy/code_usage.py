@@ -1,6 +1,6 @@
 """What the code does, read from the code itself, for comparing the deployment against it:
 which settings exist and which each service reads, which subjects it references, which KV
-buckets it touches, which subscribers its `wire()` registers."""
+buckets it touches, which subscribers its router has."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from pydantic import SecretStr
 
 import services
 from services.contracts import streams, subjects
+from services.contracts.settings import EnvSettings
 from services.runtime.broker import make_broker
 from services.runtime.bus import Bus
-from services.runtime.service import SERVICE_NAMES, ServiceContext, load_wiring
-from services.runtime.settings import Settings
+from services.runtime.service import load_service, service_names
 
 SERVICES_DIR = Path(services.__file__).resolve().parent
 
@@ -35,18 +35,19 @@ class SettingInfo:
 
 
 @functools.cache
-def settings_classes() -> tuple[type[Settings], ...]:
-    """`Settings` and every subclass a service declares (services add fields ahead of
-    `Settings`, e.g. a service-local subclass): all modules are imported to find them."""
+def settings_classes() -> tuple[type[EnvSettings], ...]:
+    """Every settings class of the product: `EnvSettings` subclasses (the process's, each
+    service's, those shared in contracts); all modules are imported to find them."""
     for module in pkgutil.walk_packages(services.__path__, "services."):
         if "demo_assets" not in module.name:
             importlib.import_module(module.name)
-    found: list[type[Settings]] = [Settings]
-    queue: list[type[Settings]] = [Settings]
+    found: list[type[EnvSettings]] = []
+    queue: list[type[EnvSettings]] = [EnvSettings]
     while queue:
         for sub in queue.pop().__subclasses__():
-            found.append(sub)
-            queue.append(sub)
+            if sub not in found:
+                found.append(sub)
+                queue.append(sub)
     return tuple(found)
 
 
@@ -158,9 +159,11 @@ class Subscriber:
 
 
 def wired_subscribers(service: str) -> list[Subscriber]:
-    """The subscribers `services/<service>/app.py` registers, from a broker that never connects."""
+    """The subscribers of the router `services/<service>/app.py` wires, on a broker that never connects."""
     broker = make_broker("nats://127.0.0.1:1", name=f"deploy-test-{service}")
-    load_wiring(service)(ServiceContext(settings=Settings(), broker=broker, bus=Bus(broker)))
+    router = load_service(service).configure().wire(Bus(broker)).router
+    assert router is not None
+    broker.include_router(router)
     found: list[Subscriber] = []
     for sub in broker.subscribers:
         subject = getattr(sub.subject, "subject", None) or sub._resolved_subject_string
@@ -171,4 +174,4 @@ def wired_subscribers(service: str) -> list[Subscriber]:
 
 
 def all_services() -> tuple[str, ...]:
-    return SERVICE_NAMES
+    return service_names()

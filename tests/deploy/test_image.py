@@ -20,7 +20,7 @@ from k8s_render import REPO_ROOT, Doc, containers, named, of_kind, pod_spec, ren
 from support.processes import OncallProcess
 
 from services.runtime.cli import build_parser
-from services.runtime.service import SERVICE_NAMES
+from services.runtime.service import service_names
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
@@ -120,7 +120,7 @@ def test_entrypoint_is_the_oncall_command_and_cmd_a_valid_service() -> None:
 @pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=[d["metadata"]["name"] for d in DEPLOYMENTS])
 def test_deployment_args_are_a_valid_command_line(deployment: Doc) -> None:
     args = build_parser().parse_args(containers(deployment)[0]["args"])
-    assert args.command == "run" and args.service in SERVICE_NAMES
+    assert args.command == "run" and args.service in service_names()
 
 
 def test_dockerignore_is_an_allow_list_of_what_the_build_copies() -> None:

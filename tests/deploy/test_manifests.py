@@ -38,8 +38,8 @@ from support.processes import run_process
 
 from services.runtime.broker import make_broker
 from services.runtime.bus import Bus
-from services.runtime.service import ServiceContext, load_wiring
-from services.runtime.settings import Settings
+from services.runtime.service import load_service
+from services.runtime.settings import ProcessSettings
 
 KUBERNETES_VERSION = "1.30.0"
 NAMESPACE = "oncall"
@@ -275,8 +275,8 @@ def test_config_map_values_parse_as_settings(monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("NATS_URL", "nats://user:password@nats:4222")
     for cls in settings_classes():
-        settings = cls()
-        assert settings.js_replicas == 3
+        cls()
+    assert ProcessSettings().js_replicas == 3
 
 
 @pytest.mark.parametrize("service", all_services())
@@ -398,7 +398,7 @@ def test_nats_max_payload_fits_the_largest_accepted_webhook() -> None:
 
 def _routes(service: str) -> set[str]:
     broker = make_broker("nats://127.0.0.1:1", name="deploy-test")
-    parts = load_wiring(service)(ServiceContext(settings=Settings(), broker=broker, bus=Bus(broker)))
+    parts = load_service(service).configure().wire(Bus(broker))
     return {route.path for route in parts.routes}
 
 

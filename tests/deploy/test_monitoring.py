@@ -8,6 +8,7 @@ from support.binaries import require_binary
 from support.processes import run_process
 
 from services.runtime import metrics
+from services.runtime.service import load_service, service_names
 
 MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
 RULES = MONITORING / "oncall-rules.yml"
@@ -25,6 +26,9 @@ def test_the_operator_copy_has_the_same_groups() -> None:
 
 
 def test_every_agent_metric_in_a_rule_is_exported() -> None:
+    # Each service registers its own metrics in the process's registry when it is loaded.
+    for name in service_names():
+        load_service(name)
     # A labelled counter has no sample before its first increment: its name is the family's + _total.
     families = list(metrics.REGISTRY.collect())
     exported = {f.name + ("_total" if f.type == "counter" else "") for f in families}

@@ -17,10 +17,10 @@ from services.contracts import subjects
 from services.contracts.models import AlertGroup, ToolRequest, ToolResult
 from services.diagnoser.handlers import Diagnoser
 from services.diagnoser.model import ModelClient
+from services.diagnoser.settings import DiagnoserSettings
 from services.diagnoser.toolcalls import ToolCaller
 from services.runtime.broker import make_broker
 from services.runtime.bus import Bus
-from services.runtime.settings import Settings
 
 FIXTURES = ALERTMANAGER_FIXTURES
 
@@ -93,7 +93,7 @@ class Harness:
         client = None
         if model is not None:
             client = ModelClient(
-                Settings(
+                DiagnoserSettings(
                     OPENAI_API_KEY=model.api_key,
                     OPENAI_BASE_URL=model.url + "/v1",
                     OPENAI_MODEL="gpt-test",

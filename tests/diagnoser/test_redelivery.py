@@ -8,7 +8,8 @@ from services.contracts import streams, subjects
 from services.contracts.models import AlertGroup
 from services.contracts.streams import ConsumerSpec
 from services.runtime.broker import make_broker
-from services.runtime.bus import Bus, subscribe_durable
+from services.runtime.bus import Bus
+from services.runtime.router import ServiceRouter
 
 
 async def test_a_handler_that_dies_after_publishing_is_redelivered_and_publishes_nothing_new(
@@ -30,7 +31,9 @@ async def test_a_handler_that_dies_after_publishing_is_redelivered_and_publishes
         backoff_seconds=(0.2,),
     )
     broker = make_broker(harness.url, "t-redeliver")
-    subscribe_durable(broker, Bus(broker), spec, AlertGroup, crash_after_publish_once)
+    router = ServiceRouter(Bus(broker))
+    router.durable(spec)(crash_after_publish_once)
+    broker.include_router(router)
     await broker.start()
     try:
         group = alert_group(incident_id="redo01")

@@ -21,9 +21,9 @@ from services.contracts import subjects
 from services.contracts.models import Diagnosis, HumanReplied, IncidentDiagnosed
 from services.diagnoser.handlers import Diagnoser
 from services.diagnoser.replies import HELP_TEXT
+from services.diagnoser.settings import DiagnoserSettings
 from services.diagnoser.turns import Systems
 from services.notifier.messages import format_diagnosis
-from services.runtime.settings import Settings
 
 ON_CALL = "+15551230001"
 # Incident ids are 6 hex characters: only those can be typed as a tag.
@@ -228,9 +228,9 @@ async def test_the_model_is_told_the_reason_and_passes_it_on(harness: Harness) -
 
 
 def test_what_is_configured_comes_from_the_settings_every_service_gets() -> None:
-    assert Systems.from_settings(Settings.model_validate({})) == NOTHING_CONFIGURED
+    assert Systems.from_settings(DiagnoserSettings.model_validate({})) == NOTHING_CONFIGURED
     # In Kubernetes only ticketing gets JIRA_API_TOKEN: the diagnoser goes by the ConfigMap's part.
-    shared = Settings.model_validate(
+    shared = DiagnoserSettings.model_validate(
         {
             "JIRA_URL": "https://acme.atlassian.net",
             "JIRA_EMAIL": "bot@acme.example",
@@ -287,15 +287,15 @@ def test_a_diagnosis_from_an_older_producer_still_parses() -> None:
 @pytest.mark.parametrize("url", ["api.example.com/v1", "ftp://api.example.com", "https://", "http://[::1"])
 def test_an_openai_base_url_that_is_not_http_is_refused(url: str) -> None:
     with pytest.raises(ValidationError) as refused:
-        Settings.model_validate({"OPENAI_BASE_URL": url})
+        DiagnoserSettings.model_validate({"OPENAI_BASE_URL": url})
     (error,) = refused.value.errors()
     assert error["loc"] == ("OPENAI_BASE_URL",)
     assert error["msg"] == "Value error, must be an http(s) URL such as https://api.openai.com/v1"
 
 
 def test_http_and_https_base_urls_are_accepted_and_empty_is_unset() -> None:
-    assert Settings.model_validate({"OPENAI_BASE_URL": "http://localhost:8000/v1"}).openai_base_url
-    assert Settings.model_validate({"OPENAI_BASE_URL": " "}).openai_base_url is None
+    assert DiagnoserSettings.model_validate({"OPENAI_BASE_URL": "http://localhost:8000/v1"}).openai_base_url
+    assert DiagnoserSettings.model_validate({"OPENAI_BASE_URL": " "}).openai_base_url is None
 
 
 def test_oncall_up_refuses_a_bad_openai_base_url_at_start() -> None:

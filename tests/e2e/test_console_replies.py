@@ -15,7 +15,7 @@ from fakes import FakeJira
 from support.processes import OncallProcess, oncall_up
 
 from services.runtime.local import send_reply
-from services.runtime.settings import Settings
+from services.runtime.settings import ProcessSettings
 
 INGEST_TOKEN = "t0ken"
 ON_CALL = "+15551230001"
@@ -69,10 +69,10 @@ def another_group(webhook: dict[str, Any]) -> dict[str, Any]:
 
 def reply(nats_url: str, text: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, float, str]:
     """`oncall reply "<text>" --wait 30`, run here: exit code, seconds taken, what it printed."""
-    settings = Settings.model_validate({"NATS_URL": nats_url, "USER_WHATSAPP_NUMBER": ON_CALL})
+    settings = ProcessSettings.model_validate({"NATS_URL": nats_url})
     capsys.readouterr()
     started = time.monotonic()
-    code = asyncio.run(send_reply(settings, text, None, WAIT))
+    code = asyncio.run(send_reply(settings, text, None, WAIT, sender=ON_CALL))  # as the first on call
     return code, time.monotonic() - started, capsys.readouterr().out
 
 

@@ -10,10 +10,10 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from services.contracts import streams
+from services.notifier.settings import NotifierSettings
 from services.runtime.broker import make_broker
 from services.runtime.bus import Bus
 from services.runtime.embedded_nats import EmbeddedNats
-from services.runtime.settings import Settings
 
 ON_CALL = ("+15551230001", "+15551230002")
 TWILIO_NUMBER = "+14155238886"
@@ -50,7 +50,7 @@ def twilio() -> Iterator[FakeTwilio]:
         yield fake
 
 
-MakeSettings = Callable[..., Settings]
+MakeSettings = Callable[..., NotifierSettings]
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def make_settings(twilio: FakeTwilio) -> MakeSettings:
     """Settings of a notifier talking to the Twilio fake; keyword arguments override by
     variable name (None unsets)."""
 
-    def build(**overrides: object) -> Settings:
+    def build(**overrides: object) -> NotifierSettings:
         values: dict[str, object] = {
             "TWILIO_ACCOUNT_SID": twilio.account_sid,
             "TWILIO_AUTH_TOKEN": twilio.auth_token,
@@ -68,7 +68,7 @@ def make_settings(twilio: FakeTwilio) -> MakeSettings:
             "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
             **overrides,
         }
-        return Settings.model_validate(values)
+        return NotifierSettings.model_validate(values)
 
     return build
 

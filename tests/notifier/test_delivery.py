@@ -16,11 +16,11 @@ from services.notifier.console import ConsoleChannel
 from services.notifier.delivery import CONSOLE_RECIPIENT, Notification, SendError, deliver, recipients
 from services.notifier.notifications import Notifier
 from services.notifier.records import incident_of_message, kv_key
+from services.notifier.settings import NotifierSettings
 from services.notifier.whatsapp import RetryPolicy, WhatsAppClient
 from services.runtime import metrics
 from services.runtime.bus import Bus, PermanentError
 from services.runtime.service import ServiceContext
-from services.runtime.settings import Settings
 
 TEMPLATE_SID = "HX" + "b" * 32
 # Retries of a send as the product makes them, only quicker: these tests are not about timing.
@@ -28,17 +28,17 @@ QUICK_RETRY = RetryPolicy(attempts=3, budget_seconds=2.0, first_wait_seconds=0.0
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:
+def settings(make_settings: Callable[..., NotifierSettings]) -> NotifierSettings:
     return make_settings(TWILIO_TEMPLATE_SID=TEMPLATE_SID)
 
 
 @pytest.fixture
-def channel(settings: Settings) -> WhatsAppClient:
+def channel(settings: NotifierSettings) -> WhatsAppClient:
     return WhatsAppClient.from_settings(settings, retry=QUICK_RETRY)
 
 
 @pytest.fixture
-def on_call(settings: Settings) -> list[str]:
+def on_call(settings: NotifierSettings) -> list[str]:
     assert len(settings.user_whatsapp_numbers) == 2
     return settings.user_whatsapp_numbers
 
@@ -64,7 +64,7 @@ def addressees(twilio: FakeTwilio) -> list[str]:
 
 
 async def test_every_on_call_number_gets_the_message(
-    bus: Bus, twilio: FakeTwilio, channel: WhatsAppClient, on_call: list[str], settings: Settings
+    bus: Bus, twilio: FakeTwilio, channel: WhatsAppClient, on_call: list[str], settings: NotifierSettings
 ) -> None:
     await deliver(bus, channel, on_call, note("🚨 *Incident diagnosis* #a1b2c3"))
 
@@ -78,7 +78,7 @@ async def test_every_on_call_number_gets_the_message(
 
 
 async def test_without_a_public_url_no_status_callback_is_asked_for(
-    bus: Bus, twilio: FakeTwilio, make_settings: Callable[..., Settings], on_call: list[str]
+    bus: Bus, twilio: FakeTwilio, make_settings: Callable[..., NotifierSettings], on_call: list[str]
 ) -> None:
     channel = WhatsAppClient.from_settings(make_settings(PUBLIC_BASE_URL=None))
 
@@ -161,7 +161,7 @@ async def test_a_send_still_failing_after_its_retries_is_left_to_the_redelivery(
 
 
 async def test_twilio_unreachable_is_transient(
-    bus: Bus, make_settings: Callable[..., Settings], on_call: list[str]
+    bus: Bus, make_settings: Callable[..., NotifierSettings], on_call: list[str]
 ) -> None:
     unreachable = WhatsAppClient.from_settings(make_settings(TWILIO_API_BASE_URL="http://127.0.0.1:9"))
 
@@ -189,7 +189,7 @@ async def test_a_long_text_arrives_in_ordered_parts_once(
 
 
 async def test_a_second_delivery_racing_the_first_does_not_send_again(
-    bus: Bus, make_settings: Callable[..., Settings], on_call: list[str]
+    bus: Bus, make_settings: Callable[..., NotifierSettings], on_call: list[str]
 ) -> None:
     with FakeTwilio(delay_seconds=0.5) as slow:
         channel = WhatsAppClient.from_settings(make_settings(TWILIO_API_BASE_URL=slow.url))
@@ -265,7 +265,7 @@ async def test_one_invitation_per_notification_and_person(
 
 
 async def test_without_a_template_a_closed_window_is_a_counted_failure(
-    bus: Bus, twilio: FakeTwilio, make_settings: Callable[..., Settings], on_call: list[str]
+    bus: Bus, twilio: FakeTwilio, make_settings: Callable[..., NotifierSettings], on_call: list[str]
 ) -> None:
     channel = WhatsAppClient.from_settings(make_settings())  # no TWILIO_TEMPLATE_SID
     before = sends("failed_permanent")
@@ -345,12 +345,14 @@ async def test_console_channel_prints_and_mirrors_on_nats(
 
 
 async def test_events_on_the_bus_reach_whatsapp_once(
-    private_bus: Bus, twilio: FakeTwilio, settings: Settings, on_call: list[str]
+    private_bus: Bus, twilio: FakeTwilio, settings: NotifierSettings, on_call: list[str]
 ) -> None:
     """The wired service: a diagnosis published twice (a replay with a new message id) and a
     ticket failure each reach every on-call number once."""
     bus = private_bus
-    wire(ServiceContext(settings=settings, broker=bus.broker, bus=bus))
+    parts = wire(ServiceContext(settings=settings, bus=bus))
+    assert parts.router is not None
+    bus.include(parts.router)
     await bus.broker.start()
     event = IncidentDiagnosed(
         incident_id="d1a600",

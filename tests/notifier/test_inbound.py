@@ -15,25 +15,25 @@ from services.contracts.models import HumanReplied
 from services.notifier import inbound, records
 from services.notifier.delivery import Notification, deliver
 from services.notifier.inbound import allowed_sender, is_status_callback
+from services.notifier.settings import NotifierSettings
 from services.notifier.webhook import EMPTY_TWIML, MAX_FORM_BYTES, parse_form, signed_url
 from services.notifier.whatsapp import WhatsAppClient
 from services.runtime import metrics
 from services.runtime.broker import make_broker
 from services.runtime.bus import Bus
-from services.runtime.settings import Settings
 
-MakeSettings = Callable[..., Settings]
+MakeSettings = Callable[..., NotifierSettings]
 OpenTap = Callable[..., Any]  # the conftest's tap_events: subject -> Tap
 STRANGER = "+15559990000"
 
 
 @pytest.fixture
-def settings(make_settings: MakeSettings) -> Settings:
+def settings(make_settings: MakeSettings) -> NotifierSettings:
     return make_settings()
 
 
 @pytest.fixture
-async def webhook(settings: Settings, bus: Bus) -> Webhook:
+async def webhook(settings: NotifierSettings, bus: Bus) -> Webhook:
     return Webhook(settings, bus)
 
 
@@ -71,7 +71,7 @@ async def test_a_signed_reply_is_published_and_answered_with_empty_twiml(
 
 
 async def test_a_swipe_reply_is_matched_to_the_incident_of_the_message_it_answers(
-    webhook: Webhook, bus: Bus, twilio: FakeTwilio, settings: Settings, tap_events: OpenTap
+    webhook: Webhook, bus: Bus, twilio: FakeTwilio, settings: NotifierSettings, tap_events: OpenTap
 ) -> None:
     diagnosis = Notification(
         f"diag.{uuid.uuid4().hex}.1", "5ca1ab", "🚨 *Incident diagnosis* #5ca1ab", "title"
@@ -295,7 +295,7 @@ async def test_an_oversized_body_is_refused_before_it_is_read(webhook: Webhook) 
     assert response.status_code == 413
 
 
-async def test_nats_down_answers_503_so_twilio_can_retry(settings: Settings) -> None:
+async def test_nats_down_answers_503_so_twilio_can_retry(settings: NotifierSettings) -> None:
     # A bus whose broker never connected: every publish fails.
     bus = Bus(make_broker("nats://127.0.0.1:9", "test-notifier-down"))
     webhook = Webhook(settings, bus)

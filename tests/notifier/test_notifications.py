@@ -26,16 +26,16 @@ from services.notifier.notifications import (
     ticket_failed_notification,
 )
 from services.notifier.records import InboundMessage
+from services.notifier.settings import NotifierSettings
 from services.notifier.whatsapp import WhatsAppClient
 from services.runtime.bus import Bus
-from services.runtime.settings import Settings
 
-MakeSettings = Callable[..., Settings]
+MakeSettings = Callable[..., NotifierSettings]
 INCIDENT = "a1b2c3"
 ASHA = InboundMessage(sender="+15551230001", profile_name="Asha", body="create jira task and assign to Ravi")
 
 
-def notifier(bus: Bus, settings: Settings) -> Notifier:
+def notifier(bus: Bus, settings: NotifierSettings) -> Notifier:
     return Notifier(
         bus, WhatsAppClient.from_settings(settings), settings.user_whatsapp_numbers, console_mode=False
     )

@@ -13,24 +13,24 @@ from services.contracts import streams, subjects
 from services.notifier import records
 from services.notifier.delivery import Notification, deliver
 from services.notifier.records import DeliveryStatus, advance_status
+from services.notifier.settings import NotifierSettings
 from services.notifier.status import status_outcome
 from services.notifier.whatsapp import WhatsAppClient
 from services.runtime import metrics
 from services.runtime.bus import Bus
-from services.runtime.settings import Settings
 
-MakeSettings = Callable[..., Settings]
+MakeSettings = Callable[..., NotifierSettings]
 OpenTap = Callable[..., Any]  # the conftest's tap_events: subject -> Tap
 TEMPLATE_SID = "HX" + "d" * 32
 
 
 @pytest.fixture
-def settings(make_settings: MakeSettings) -> Settings:
+def settings(make_settings: MakeSettings) -> NotifierSettings:
     return make_settings(TWILIO_TEMPLATE_SID=TEMPLATE_SID)
 
 
 @pytest.fixture
-async def webhook(settings: Settings, bus: Bus) -> Webhook:
+async def webhook(settings: NotifierSettings, bus: Bus) -> Webhook:
     return Webhook(settings, bus)
 
 
@@ -121,7 +121,7 @@ async def test_a_callback_is_never_published_as_a_reply(webhook: Webhook, tap_ev
 
 
 async def test_a_closed_window_reported_later_gets_the_template_once(
-    webhook: Webhook, bus: Bus, twilio: FakeTwilio, settings: Settings
+    webhook: Webhook, bus: Bus, twilio: FakeTwilio, settings: NotifierSettings
 ) -> None:
     # WhatsApp takes both parts of a long diagnosis (201), then reports each failed: the window
     # was closed.

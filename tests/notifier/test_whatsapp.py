@@ -11,16 +11,16 @@ from fakes.base import http_date, wall_clock
 from twilio.base.exceptions import TwilioRestException
 
 from services.notifier.delivery import SendError
+from services.notifier.settings import NotifierSettings
 from services.notifier.whatsapp import RetryPolicy, WhatsAppClient, send_error
 from services.runtime import metrics
 from services.runtime.outbound import parse_retry_after
-from services.runtime.settings import Settings
 
 TO = "+15551230001"
 TEMPLATE_SID = "HX" + "c" * 32
 QUICK_RETRY = RetryPolicy(attempts=3, budget_seconds=2.0, first_wait_seconds=0.01, max_wait_seconds=0.02)
 
-MakeSettings = Callable[..., Settings]
+MakeSettings = Callable[..., NotifierSettings]
 
 
 def retries_counted() -> float:

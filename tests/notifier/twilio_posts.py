@@ -7,10 +7,10 @@ import httpx
 from twilio.request_validator import RequestValidator
 
 from services.notifier.app import wire
+from services.notifier.settings import NotifierSettings
 from services.runtime.bus import Bus
 from services.runtime.http import build_http_app
 from services.runtime.service import ServiceContext
-from services.runtime.settings import Settings
 
 SENDER = "+15551230001"  # on call in the conftest settings
 TWILIO_NUMBER = "whatsapp:+14155238886"
@@ -60,12 +60,16 @@ def status_form(message_sid: str, status: str, to: str = SENDER, **extra: str) -
     }
 
 
+async def _ready() -> tuple[bool, str]:
+    return True, "ok"
+
+
 class Webhook:
     """Posts forms to the notifier's routes as Twilio would, signed for `PUBLIC_BASE_URL`."""
 
-    def __init__(self, settings: Settings, bus: Bus):
-        parts = wire(ServiceContext(settings=settings, broker=bus.broker, bus=bus))
-        app = build_http_app(parts.routes, lambda: (True, "ok"))
+    def __init__(self, settings: NotifierSettings, bus: Bus):
+        parts = wire(ServiceContext(settings=settings, bus=bus))
+        app = build_http_app(parts.routes, _ready)
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=INTERNAL_BASE)
         self.token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else "unset"
         self.public_base_url = settings.public_base_url or ""

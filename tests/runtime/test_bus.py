@@ -14,7 +14,8 @@ from services.contracts import streams, subjects
 from services.contracts.models import Conversation, NotifyText
 from services.contracts.streams import ConsumerSpec
 from services.runtime.broker import make_broker
-from services.runtime.bus import Bus, PermanentError, subscribe_durable
+from services.runtime.bus import Bus, PermanentError
+from services.runtime.router import ServiceRouter
 
 
 class Counter(BaseModel):
@@ -66,7 +67,9 @@ async def _dead_letters(url: str, count: int) -> list[nats.aio.msg.Msg]:
 
 async def _run_consumer(url: str, spec: ConsumerSpec, handle: object) -> NatsBroker:
     broker = make_broker(url, "test-consumer")
-    subscribe_durable(broker, Bus(broker), spec, NotifyText, handle)  # type: ignore[arg-type]
+    router = ServiceRouter(Bus(broker))
+    router.durable(spec)(handle)  # type: ignore[arg-type]
+    broker.include_router(router)
     await broker.start()
     return broker
 

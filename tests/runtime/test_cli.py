@@ -4,8 +4,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from support.processes import OncallProcess, free_port, run_oncall
 
+from services.runtime.cli import reply_sender
 from services.runtime.embedded_nats import EmbeddedNats
 
 
@@ -63,3 +65,10 @@ def test_readiness_and_intake_follow_nats(tmp_path: Path, fixtures_dir: Path) ->
         assert (
             httpx.post(ingest.url + "/alerts", content=hook, headers=headers, timeout=15).status_code == 503
         )
+
+
+def test_reply_speaks_as_the_first_person_on_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USER_WHATSAPP_NUMBER", "whatsapp:+15551230001, +15551230002")
+    assert reply_sender() == "+15551230001"
+    monkeypatch.delenv("USER_WHATSAPP_NUMBER")
+    assert reply_sender() == "console"

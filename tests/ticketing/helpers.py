@@ -15,8 +15,8 @@ from faststream.nats import NatsBroker
 from services.contracts import streams
 from services.runtime.bus import Bus
 from services.runtime.service import ServiceContext
-from services.runtime.settings import Settings
 from services.ticketing import app
+from services.ticketing.settings import TicketingSettings
 
 
 def texts(node: dict[str, Any]) -> list[str]:
@@ -59,12 +59,14 @@ async def run_ticketing(
     **env: str,
 ) -> Bus:
     """Wire the service as `oncall run ticketing` does, run `drive` against it, then stop it."""
-    settings = Settings.model_validate(
+    settings = TicketingSettings.model_validate(
         {"NATS_URL": nats_url, "JIRA_URL": fake_jira.url, "JIRA_EMAIL": fake_jira.email,
          "JIRA_API_TOKEN": fake_jira.api_token, "JIRA_PROJECT_KEY": "OPS", **env}
     )  # fmt: skip
     bus = Bus(broker)
-    parts = app.wire(ServiceContext(settings=settings, broker=broker, bus=bus))
+    parts = app.wire(ServiceContext(settings=settings, bus=bus))
+    assert parts.router is not None
+    bus.include(parts.router)
     await broker.connect()
     await bus.declare()
     await broker.start()

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from services.runtime.settings import Settings
 from services.ticketing.config import DEFAULT_PRIORITY_NAMES, TicketingConfig, parse_priority_map
+from services.ticketing.settings import TicketingSettings
 
 
 def test_the_default_map_is_jiras_default_priority_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("JIRA_PRIORITY_MAP", "JIRA_RESOLVE_TRANSITION", "JIRA_PROJECT_KEY", "JIRA_ISSUE_TYPE"):
         monkeypatch.delenv(name, raising=False)
 
-    config = TicketingConfig.from_settings(Settings())
+    config = TicketingConfig.from_settings(TicketingSettings())
 
     assert (
         config.priority_names
@@ -33,7 +33,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("JIRA_PROJECT_KEY", "OPS")
     monkeypatch.setenv("JIRA_ISSUE_TYPE", "Incident")
 
-    config = TicketingConfig.from_settings(Settings())
+    config = TicketingConfig.from_settings(TicketingSettings())
 
     assert config == TicketingConfig(
         project_key="OPS",
@@ -45,7 +45,9 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.mark.parametrize("blank", ["", "  "])
 def test_blank_values_mean_no_priority_and_no_transition(blank: str) -> None:
-    config = TicketingConfig.from_settings(Settings(JIRA_PRIORITY_MAP=blank, JIRA_RESOLVE_TRANSITION=blank))
+    config = TicketingConfig.from_settings(
+        TicketingSettings(JIRA_PRIORITY_MAP=blank, JIRA_RESOLVE_TRANSITION=blank)
+    )
 
     assert config.priority_names == {} and config.resolve_transition is None
 

@@ -9,7 +9,6 @@ import pytest
 from fakes.base import RecordedRequest, Response
 from fakes.prometheus_fake import FakePrometheus
 
-from services.runtime.settings import DEFAULT_ERRORS_QUERY, DEFAULT_REQUESTS_QUERY
 from services.tools.error_rate import (
     RateQueries,
     Trend,
@@ -19,6 +18,7 @@ from services.tools.error_rate import (
     render,
 )
 from services.tools.prometheus import PrometheusClient
+from services.tools.settings import DEFAULT_ERRORS_QUERY, DEFAULT_REQUESTS_QUERY
 
 NOW = datetime(2026, 11, 24, 6, 5, tzinfo=UTC)
 SEED = RateQueries(DEFAULT_ERRORS_QUERY, DEFAULT_REQUESTS_QUERY)

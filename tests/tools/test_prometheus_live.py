@@ -21,11 +21,11 @@ from tools_service import call, tools_service
 
 from services.contracts import tools
 from services.contracts.tools import QueryPrometheusArgs
-from services.runtime.settings import DEFAULT_ERRORS_QUERY, DEFAULT_REQUESTS_QUERY
 from services.tools.error_rate import RateQueries, error_rate
 from services.tools.errors import BackendError
 from services.tools.prometheus import PrometheusClient
 from services.tools.prometheus_query import query_prometheus
+from services.tools.settings import DEFAULT_ERRORS_QUERY, DEFAULT_REQUESTS_QUERY
 
 SEED = RateQueries(DEFAULT_ERRORS_QUERY, DEFAULT_REQUESTS_QUERY)
 SHORT = RateQueries(

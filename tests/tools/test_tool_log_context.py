@@ -7,12 +7,11 @@ import logging
 from typing import Any
 
 from support.log_capture import json_lines, product_logs
-from tools_service import call, tools_service
+from tools_service import answer, call, tools_service
 
 from services.contracts import tools
 from services.contracts.models import ToolRequest
 from services.runtime.observability import current_incident
-from services.tools.app import answer
 from services.tools.errors import BackendError
 
 tool_log = logging.getLogger("oncall.tools.logs")

@@ -15,14 +15,13 @@ from fakes.base import RecordedRequest, Response, _Server
 from fakes.logs_fake import FakeLogs
 from fakes.prometheus_fake import FakePrometheus
 from faststream.nats import NatsBroker
-from tools_service import call, tools_service
+from tools_service import answer, call, tools_service
 
 from services.contracts import tools
 from services.contracts.models import ToolRequest, ToolResult
 from services.contracts.tools import ToolSpec
-from services.runtime import metrics
 from services.runtime.demo import DEMO_BUGGY_FILE, DEMO_BUGGY_LINE, demo_log_lines, install_demo_code
-from services.tools.app import answer
+from services.tools import metrics
 from services.tools.log_compression import size_in_tokens, top_frame
 
 NOW = datetime(2026, 11, 24, 6, 5, tzinfo=UTC)

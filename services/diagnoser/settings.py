@@ -1,0 +1,39 @@
+"""The diagnoser's settings: the model, its limits, and which systems the write actions need are
+there (Jira and Alertmanager, as every service knows them; the tool deadline it waits for)."""
+
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+
+from services.contracts.settings import AlertmanagerApi, JiraSite, ToolDeadline
+
+
+class DiagnoserSettings(JiraSite, AlertmanagerApi, ToolDeadline):
+    openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
+    openai_model: str = Field(default="gpt-4o", alias="OPENAI_MODEL")
+    openai_timeout_seconds: float = Field(default=60.0, alias="ONCALL_OPENAI_TIMEOUT_SECONDS")
+    max_rounds: int = Field(default=6, ge=1, le=20, alias="ONCALL_MAX_ROUNDS")
+    max_concurrent_diagnoses: int = Field(default=8, ge=1, alias="ONCALL_MAX_CONCURRENT_DIAGNOSES")
+    token_budget: int = Field(default=60_000, ge=1_000, alias="ONCALL_TOKEN_BUDGET")
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        """A mistyped OPENAI_BASE_URL would only show as a failing model at the first incident:
+        refuse it at start, in one line. Empty means unset (the SDK's default)."""
+        if value is None or not value.strip():
+            return None
+        try:
+            parts = urlsplit(value.strip())
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:  # e.g. "http://[::1" or a port that is not a number
+            valid = False
+        if not valid:
+            # The variable and the value are named beside the message (`oncall: OPENAI_BASE_URL: ...`).
+            raise ValueError("must be an http(s) URL such as https://api.openai.com/v1")
+        return value.strip()
+
+    @property
+    def llm_configured(self) -> bool:
+        return self.openai_api_key is not None and bool(self.openai_api_key.get_secret_value())
