@@ -13,7 +13,7 @@ Prints a table:
 The tools service, the fake load balancer and the caller each run in a process of their own,
 as in production.
 
-    .venv/bin/python bench/tools.py [--calls 2000] [--rounds 7]
+    .venv/bin/python -m bench.tools [--calls 2000] [--rounds 7]
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import json
 import multiprocessing
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -37,14 +36,23 @@ from typing import Any
 
 import httpx
 import nats
+from faststream.nats import NatsBroker
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "tools")]  # the fakes, the incident
-
-from fakes.base import _Server  # noqa: E402
-from fakes.logs_fake import FakeLogs  # noqa: E402
-from faststream.nats import NatsBroker  # noqa: E402
-from reference_incident import (  # noqa: E402
+from services.contracts import tools
+from services.contracts.models import ToolRequest, ToolResult
+from services.contracts.tools import NoArgs, ToolSpec
+from services.runtime.broker import make_broker
+from services.runtime.bus import Bus
+from services.runtime.embedded_nats import EmbeddedNats
+from services.runtime.service import ServiceContext
+from services.tools.answers import ToolsRouter
+from services.tools.app import wire
+from services.tools.log_compression import size_in_tokens
+from services.tools.settings import ToolsSettings
+from services.tools.tokens import estimate_tokens
+from tests.fakes.base import _Server
+from tests.fakes.logs_fake import FakeLogs
+from tests.tools.reference_incident import (
     ALERT_START,
     ERROR_TEMPLATES,
     PRICING_FILE,
@@ -52,19 +60,6 @@ from reference_incident import (  # noqa: E402
     SERVICE,
     reference_lines,
 )
-
-from services.contracts import tools  # noqa: E402
-from services.contracts.models import ToolRequest, ToolResult  # noqa: E402
-from services.contracts.tools import NoArgs, ToolSpec  # noqa: E402
-from services.runtime.broker import make_broker  # noqa: E402
-from services.runtime.bus import Bus  # noqa: E402
-from services.runtime.embedded_nats import EmbeddedNats  # noqa: E402
-from services.runtime.service import ServiceContext  # noqa: E402
-from services.tools.answers import ToolsRouter  # noqa: E402
-from services.tools.app import wire  # noqa: E402
-from services.tools.log_compression import size_in_tokens  # noqa: E402
-from services.tools.settings import ToolsSettings  # noqa: E402
-from services.tools.tokens import estimate_tokens  # noqa: E402
 
 BACKEND_SECONDS = 0.2
 NOOP = ToolSpec(name="noop", description="Answers at once.", args_model=NoArgs, kind="read")
