@@ -12,12 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from services.runtime.text import clip
+
 MAX_FRAMES = 30  # innermost frames kept per trace (deep recursion repeats the same frames)
 MAX_CODE_CHARS = 300
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --- continuation lines ------------------------------------------------------------------------
@@ -133,7 +131,7 @@ def _parse_python(lines: list[str]) -> Trace:
                     match["file"],
                     int(match["line"]),
                     match["function"] or "?",
-                    _clip(code, MAX_CODE_CHARS) if usable else None,
+                    clip(code, MAX_CODE_CHARS) if usable else None,
                 )
             )
         elif line and line[0] not in " \t" and not _PY_CARETS.match(line):
