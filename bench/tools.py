@@ -40,6 +40,7 @@ from faststream.nats import NatsBroker
 
 from services.contracts import tools
 from services.contracts.models import ToolRequest, ToolResult
+from services.contracts.tool_results import LogsResult
 from services.contracts.tools import NoArgs, ToolSpec
 from services.runtime.broker import make_broker
 from services.runtime.bus import Bus
@@ -79,8 +80,8 @@ async def request(broker: NatsBroker, spec: ToolSpec, args: dict[str, Any]) -> T
 def _serve_tools(nats_url: str, lb_url: str | None, ready: EventType) -> None:
     """Child process: the tools service (or, without a load balancer, the no-op tool) until stopped."""
 
-    async def noop(_: Any) -> dict[str, Any]:
-        return {}
+    async def noop(_: Any) -> None:
+        return None
 
     async def serve() -> None:
         broker = make_broker(nats_url, "bench-tools")
@@ -241,11 +242,11 @@ async def tokens(nats_url: str) -> list[Row]:
 
     with load_balancer(lines) as lb_url, tools_service(nats_url, lb_url):
         result: ToolResult = await calling(nats_url, measure)
-    assert result.ok, result.error
-    data = result.data
-    raw, compressed = estimate_tokens(json.dumps(lines)), size_in_tokens(data)
-    signatures = {t["template"] for t in data["templates"]} >= set(ERROR_TEMPLATES)
-    frame = (data["top_frame"] or {}).get("file"), (data["top_frame"] or {}).get("line")
+    data = result.output(LogsResult)
+    assert data is not None, result.error
+    raw, compressed = estimate_tokens(json.dumps(lines)), size_in_tokens(data)  # as the model reads it
+    signatures = {t.template for t in data.templates} >= set(ERROR_TEMPLATES)
+    frame = (data.top_frame.file, data.top_frame.line) if data.top_frame else (None, None)
     present = f"3 error signatures: {'yes' if signatures else 'NO'}; frame {frame[0]}:{frame[1]}"
     assert frame == (PRICING_FILE, PRICING_LINE), frame
     return [

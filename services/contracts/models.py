@@ -8,9 +8,11 @@ the NATS CLI is a valid `AlertGroup`).
 import hashlib
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.contracts.tool_results import ToolData, ToolOutput
 
 SCHEMA_VERSION = 1
 # Alertmanager writes this for "no end time" on firing alerts.
@@ -155,23 +157,47 @@ def incident_tag_in(text: str) -> str | None:
 # --- diagnosis -------------------------------------------------------------------------
 
 
-class Diagnosis(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    root_cause: str
-    affected_file: str | None = None
-    line: int | None = None
+# A diagnosis as the model sends it: the arguments of the `send_diagnosis` tool (contracts/tools.py),
+# and the fields of every `Diagnosis`. No docstring: it would become part of the schema the model
+# is given.
+class SendDiagnosisArgs(BaseModel):
+    root_cause: str = Field(description="What broke and why, in one or two sentences")
+    affected_file: str | None = Field(default=None, description="Repository path of the faulty file")
+    line: int | None = Field(default=None, description="Line number of the faulty statement")
     evidence: list[str] = Field(default_factory=list, description="Quoted log lines or figures")
-    priority: Priority = "P2"
-    suggested_fix: str = ""
-    next_steps: list[str] = Field(default_factory=list)
-    confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+    priority: Priority = Field(description="P1 (outage) .. P4 (cosmetic)")
+    suggested_fix: str = Field(description="The change that fixes it")
+    next_steps: list[str] = Field(default_factory=list, description="What the on-call person does now")
+    confidence: float = Field(ge=0.0, le=1.0, description="0..1")
+
+
+# What a diagnosis not written by the model (or an older record) may leave out; the model may not.
+DIAGNOSIS_DEFAULTS: dict[str, Any] = {"priority": "P2", "suggested_fix": "", "confidence": 0.5}
+
+
+def _diagnosis_schema(schema: dict[str, Any]) -> None:
+    for name, default in DIAGNOSIS_DEFAULTS.items():
+        schema["properties"][name]["default"] = default
+    schema["required"] = [name for name in schema["required"] if name not in DIAGNOSIS_DEFAULTS]
+
+
+class Diagnosis(SendDiagnosisArgs):
+    """A diagnosis as sent and stored: the model's `send_diagnosis` arguments, or the rules'
+    diagnosis in the same fields, and how it was made."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_diagnosis_schema)
+
     method: DiagnosisMethod = "model"
     fallback_reason: str | None = Field(
         default=None,
         description='Why the rules diagnosed rather than the model: "no model configured" or '
         '"the model at <host> failed (<reason>)"',
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        return {**DIAGNOSIS_DEFAULTS, **data} if isinstance(data, dict) else data
 
 
 class IncidentDiagnosed(BusMessage):
@@ -338,18 +364,42 @@ class ToolRequest(BusMessage):
     incident_id: str | None = None
 
 
+ResultT = TypeVar("ResultT", bound=BaseModel)
+
+
 class ToolResult(BusMessage):
-    """Reply to a tool request: either `data` or `error`, never an exception."""
+    """Reply to a tool request: either the tool's typed result (`data`, contracts/tool_results.py)
+    or a structured `error`, never an exception."""
 
     tool: str
     ok: bool
-    data: Any = None
+    data: ToolData | None = None
     error: ToolError | None = None
     elapsed_ms: float = 0.0
 
+    @model_validator(mode="after")
+    def _result_or_error(self) -> "ToolResult":
+        if self.ok != (self.error is None):
+            raise ValueError("a tool result is ok without an error, or failed with one")
+        if self.data is not None and not self.ok:
+            raise ValueError("a failed tool result carries no data")
+        if self.data is not None and self.data.tool != self.tool:
+            raise ValueError(f"data of {self.data.tool} in a result of {self.tool}")
+        return self
+
     @classmethod
-    def success(cls, tool: str, data: Any, elapsed_ms: float = 0.0) -> "ToolResult":
+    def success(cls, tool: str, data: ToolOutput | None, elapsed_ms: float = 0.0) -> "ToolResult":
         return cls(tool=tool, ok=True, data=data, elapsed_ms=elapsed_ms)
+
+    def output(self, kind: type[ResultT]) -> ResultT | None:
+        """The result when the tool succeeded with one of this type, else None."""
+        return self.data if self.ok and isinstance(self.data, kind) else None
+
+    def for_model(self) -> Any:
+        """What the model reads of it: the result's compact rendering, or the error."""
+        if not self.ok:
+            return {"error": self.error.model_dump() if self.error else None}
+        return self.data.for_model() if self.data is not None else None
 
     @classmethod
     def failure(

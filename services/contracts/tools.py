@@ -14,7 +14,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, Field
 
 from services.contracts import subjects
-from services.contracts.models import Priority
+from services.contracts.models import Priority, SendDiagnosisArgs
 
 
 class FetchLogsArgs(BaseModel):
@@ -64,17 +64,6 @@ class RecentCommitsArgs(BaseModel):
     )
     until: datetime | None = Field(default=None, description="Only commits before this time; default: now")
     limit: int = Field(default=10, ge=1, le=50, description="At most this many commits, newest first")
-
-
-class SendDiagnosisArgs(BaseModel):
-    root_cause: str = Field(description="What broke and why, in one or two sentences")
-    affected_file: str | None = Field(default=None, description="Repository path of the faulty file")
-    line: int | None = Field(default=None, description="Line number of the faulty statement")
-    evidence: list[str] = Field(default_factory=list, description="Quoted log lines or figures")
-    priority: Priority = Field(description="P1 (outage) .. P4 (cosmetic)")
-    suggested_fix: str = Field(description="The change that fixes it")
-    next_steps: list[str] = Field(default_factory=list, description="What the on-call person does now")
-    confidence: float = Field(ge=0.0, le=1.0, description="0..1")
 
 
 class CreateJiraTicketArgs(BaseModel):

@@ -8,6 +8,14 @@ from typing import Any
 
 from services.contracts import tools
 from services.contracts.models import AlertGroup, ToolResult
+from services.contracts.tool_results import (
+    CodeWindow,
+    CommitsResult,
+    CommitSummary,
+    ErrorRateResult,
+    LogsResult,
+    StackFrame,
+)
 from services.diagnoser.toolcalls import ToolCaller
 
 
@@ -29,15 +37,20 @@ class Evidence:
     def items(self) -> list[EvidenceItem]:
         return [item for item in (self.logs, self.error_rate, self.code, self.commits) if item is not None]
 
+    @property
+    def log_result(self) -> LogsResult | None:
+        return self.logs.result.output(LogsResult)
 
-def top_frame(logs: ToolResult) -> dict[str, Any] | None:
+    @property
+    def code_window(self) -> CodeWindow | None:
+        return self.code.result.output(CodeWindow) if self.code is not None else None
+
+
+def top_frame(logs: ToolResult) -> StackFrame | None:
     """The innermost application frame of the most frequent stack trace, as found by fetch_logs."""
-    if not logs.ok or not isinstance(logs.data, dict):
-        return None
-    frame = logs.data.get("top_frame")
-    if isinstance(frame, dict) and frame.get("file"):
-        return frame
-    return None
+    result = logs.output(LogsResult)
+    frame = result.top_frame if result is not None else None
+    return frame if frame is not None and frame.file else None
 
 
 async def gather_evidence(caller: ToolCaller, group: AlertGroup, incident_id: str) -> Evidence:
@@ -55,8 +68,8 @@ async def gather_evidence(caller: ToolCaller, group: AlertGroup, incident_id: st
     frame_calls: list[Awaitable[ToolResult]] = []
     frame = top_frame(logs)
     if frame is not None:
-        code_args: dict[str, Any] = {"file_path": frame["file"], "line": frame.get("line")}
-        commits_args: dict[str, Any] = {"path": frame["file"], "limit": 5}
+        code_args: dict[str, Any] = {"file_path": frame.file, "line": frame.line}
+        commits_args: dict[str, Any] = {"path": frame.file, "limit": 5}
         frame_calls = [
             caller.call(tools.FETCH_CODE.name, code_args, incident_id),
             caller.call(tools.RECENT_COMMITS.name, commits_args, incident_id),
@@ -74,30 +87,23 @@ async def gather_evidence(caller: ToolCaller, group: AlertGroup, incident_id: st
     return evidence
 
 
-def latest_commit(evidence: Evidence) -> dict[str, Any] | None:
+def latest_commit(evidence: Evidence) -> CommitSummary | None:
     """The newest commit that touched the failing file, when the history could be read."""
-    if evidence.commits is None or not evidence.commits.result.ok:
-        return None
-    data = evidence.commits.result.data
-    commits = data.get("commits") if isinstance(data, dict) else None
-    return commits[0] if commits and isinstance(commits[0], dict) else None
+    history = evidence.commits.result.output(CommitsResult) if evidence.commits is not None else None
+    return history.commits[0] if history is not None and history.commits else None
 
 
 def result_for_model(result: ToolResult, max_chars: int) -> str:
-    """A tool result as the model reads it, capped in size."""
-    payload = result.data if result.ok else {"error": result.error.model_dump() if result.error else None}
-    text = json.dumps(payload, default=str, ensure_ascii=False)
+    """A tool result as the model reads it (its compact rendering, or the error), capped in size."""
+    text = json.dumps(result.for_model(), default=str, ensure_ascii=False)
     if len(text) > max_chars:
         text = text[:max_chars] + f" …[cut: {len(text) - max_chars} more characters]"
     return text
 
 
 def error_rate_of(evidence: Evidence) -> float | None:
-    data = evidence.error_rate.result.data
-    if evidence.error_rate.result.ok and isinstance(data, dict):
-        value = data.get("error_rate")
-        return float(value) if isinstance(value, int | float) else None
-    return None
+    rate = evidence.error_rate.result.output(ErrorRateResult)
+    return rate.error_rate if rate is not None else None
 
 
 def summarize(evidence: Evidence) -> str:

@@ -10,8 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.contracts import tools
-from services.contracts.models import AlertGroup, Diagnosis
-from services.contracts.tools import SendDiagnosisArgs
+from services.contracts.models import AlertGroup, Diagnosis, SendDiagnosisArgs
 from services.diagnoser.evidence import Evidence, result_for_model
 from services.diagnoser.model import ModelClient, ModelError
 from services.diagnoser.prompts import DIAGNOSIS_SYSTEM_PROMPT, alert_message

@@ -3,9 +3,9 @@ or when the model fails. Known failure classes are explained in plain language w
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from services.contracts.models import AlertGroup, Diagnosis, Priority
+from services.contracts.tool_results import LogsResult, LogTemplate, StackTrace
 from services.diagnoser.evidence import Evidence, error_rate_of, latest_commit, top_frame
 
 
@@ -93,19 +93,17 @@ def classify(text: str) -> FailureClass | None:
     return next((fc for fc in FAILURE_CLASSES if fc.pattern.search(text)), None)
 
 
-def top_error_template(logs_data: Any) -> dict[str, Any] | None:
-    if not isinstance(logs_data, dict):
+def top_error_template(logs: LogsResult | None) -> LogTemplate | None:
+    if logs is None:
         return None
-    templates = [t for t in logs_data.get("templates", []) if isinstance(t, dict)]
-    errors = [t for t in templates if str(t.get("level", "")).upper() in ERROR_LEVELS]
-    return max(errors, key=lambda t: t.get("count", 0), default=None)
+    errors = [t for t in logs.templates if t.level.upper() in ERROR_LEVELS]
+    return max(errors, key=lambda t: t.count, default=None)
 
 
-def top_stack_trace(logs_data: Any) -> dict[str, Any] | None:
-    if not isinstance(logs_data, dict):
+def top_stack_trace(logs: LogsResult | None) -> StackTrace | None:
+    if logs is None:
         return None
-    traces = [t for t in logs_data.get("stack_traces", []) if isinstance(t, dict)]
-    return max(traces, key=lambda t: t.get("count", 0), default=None)
+    return max(logs.stack_traces, key=lambda t: t.count, default=None)
 
 
 def priority_for(group: AlertGroup, error_rate: float | None) -> Priority:
@@ -120,18 +118,18 @@ def priority_for(group: AlertGroup, error_rate: float | None) -> Priority:
 
 
 def rule_based_diagnosis(group: AlertGroup, evidence: Evidence) -> Diagnosis:
-    logs_data = evidence.logs.result.data if evidence.logs.result.ok else None
-    trace = top_stack_trace(logs_data)
-    template = top_error_template(logs_data)
+    logs = evidence.log_result
+    trace = top_stack_trace(logs)
+    template = top_error_template(logs)
     frame = top_frame(evidence.logs.result)
     error_rate = error_rate_of(evidence)
 
-    signature = (trace or {}).get("exception") or (template or {}).get("example") or ""
+    signature = (trace.exception if trace else "") or (template.example if template else "")
     failure = classify(signature) if signature else None
     # The repository path the code was found at beats the path inside the container.
-    affected_file = _code_path(evidence) or (frame["file"] if frame else None)
-    where = f"{affected_file}:{frame.get('line')}" if frame else None
-    function = f" in {frame['function']}()" if frame and frame.get("function") else ""
+    affected_file = _code_path(evidence) or (frame.file if frame else None)
+    where = f"{affected_file}:{frame.line}" if frame else None
+    function = f" in {frame.function}()" if frame and frame.function else ""
 
     if signature:
         root_cause = f"{signature.strip()}" + (f" at {where}{function}" if where else "")
@@ -145,9 +143,9 @@ def rule_based_diagnosis(group: AlertGroup, evidence: Evidence) -> Diagnosis:
 
     evidence_lines: list[str] = []
     if template:
-        evidence_lines.append(f"{template.get('count', 1)}× {str(template.get('example', '')).strip()[:300]}")
-    if trace and trace.get("exception"):
-        evidence_lines.append(f"{trace.get('count', 1)}× {trace['exception']}")
+        evidence_lines.append(f"{template.count}× {template.example.strip()[:300]}")
+    if trace and trace.exception:
+        evidence_lines.append(f"{trace.count}× {trace.exception}")
     code_line = _code_line(evidence)
     if code_line:
         evidence_lines.append(f"{where}: {code_line}")
@@ -159,22 +157,20 @@ def rule_based_diagnosis(group: AlertGroup, evidence: Evidence) -> Diagnosis:
         fix = f"{fix} Faulty statement at {where}: `{code_line}`"
     commit = latest_commit(evidence)
     if commit:
-        change = f"{commit.get('sha', '')} by {commit.get('author', '?')} on {commit.get('date', '?')}"
-        evidence_lines.append(f"last change to {affected_file}: {change}: {commit.get('title', '')}")
+        change = f"{commit.sha} by {commit.author} on {commit.date or '?'}"
+        evidence_lines.append(f"last change to {affected_file}: {change}: {commit.title}")
     next_steps = []
     if where:
         next_steps.append(f"Open {where} and reproduce with the failing input")
     if commit:
-        next_steps.append(
-            f"Review commit {commit.get('sha', '')} ({commit.get('title', '')}); revert it if it broke this"
-        )
+        next_steps.append(f"Review commit {commit.sha} ({commit.title}); revert it if it broke this")
     else:
         next_steps.append("Check whether a recent deploy or config change touched this path; roll back if so")
     next_steps.append("Watch the error rate after the fix (reply `status`)")
     return Diagnosis(
         root_cause=root_cause,
         affected_file=affected_file,
-        line=_int_or_none(frame.get("line")) if frame else None,
+        line=frame.line if frame else None,
         evidence=evidence_lines,
         priority=priority_for(group, error_rate),
         suggested_fix=fix,
@@ -185,25 +181,14 @@ def rule_based_diagnosis(group: AlertGroup, evidence: Evidence) -> Diagnosis:
 
 
 def _code_line(evidence: Evidence) -> str | None:
-    """The marked line of the code window (`> 47 | ...`), or the frame's own code text."""
-    if evidence.code is not None and evidence.code.result.ok and isinstance(evidence.code.result.data, dict):
-        for line in str(evidence.code.result.data.get("code", "")).splitlines():
-            if line.startswith(">"):
-                return line.split("|", 1)[-1].strip()
+    """The target line of the code window, or the frame's own code text."""
+    window = evidence.code_window
+    if window is not None and window.line_text is not None:
+        return window.line_text.strip()
     frame = top_frame(evidence.logs.result)
-    code = frame.get("code") if frame else None
-    return str(code).strip() if code else None
+    return frame.code.strip() if frame and frame.code else None
 
 
 def _code_path(evidence: Evidence) -> str | None:
-    if evidence.code is not None and evidence.code.result.ok and isinstance(evidence.code.result.data, dict):
-        path = evidence.code.result.data.get("path")
-        return str(path) if path else None
-    return None
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+    window = evidence.code_window
+    return (window.path or None) if window is not None else None

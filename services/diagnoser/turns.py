@@ -16,6 +16,7 @@ from services.contracts.models import (
     SilenceRequested,
     TicketRequested,
 )
+from services.contracts.tool_results import ErrorRateResult
 from services.contracts.tools import CreateJiraTicketArgs, SilenceAlertArgs
 from services.diagnoser.investigation import READ_TOOL_NAMES, run_read_tools
 from services.diagnoser.model import ModelClient
@@ -206,9 +207,9 @@ def status_text(conversation: Conversation, data: Any, result: Any) -> str:
         head += f" Taken by {conversation.acked_by}."
     if conversation.ticket_key:
         head += f" Ticket: {conversation.ticket_key}."
-    if isinstance(data, dict) and data.get("error_rate") is not None:
-        return f"{head} Error rate now: {float(data['error_rate']):.1%}."
-    if isinstance(data, dict):
+    if isinstance(data, ErrorRateResult) and data.error_rate is not None:
+        return f"{head} Error rate now: {data.error_rate:.1%}."
+    if isinstance(data, ErrorRateResult):
         return f"{head} No traffic in the last minute, so no error rate."
     reason = result.error.message if getattr(result, "error", None) else "unknown"
     return f"{head} I could not read the error rate: {reason}"

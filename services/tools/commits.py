@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
+from services.contracts.tool_results import CommitsResult, CommitSummary
 from services.contracts.tools import RecentCommitsArgs
 from services.runtime.text import clip
 from services.tools.log_compression import size_in_tokens
@@ -20,9 +21,9 @@ MAX_TITLE_CHARS = 120
 
 @dataclass(frozen=True)
 class CommitPage:
-    """Commit summaries, newest first: sha, author, date, title, url (see github.commit_summary)."""
+    """Commit summaries, newest first."""
 
-    commits: list[dict[str, Any]]
+    commits: list[CommitSummary]
     more: bool  # there were more than asked for
 
 
@@ -55,28 +56,27 @@ async def history(
     return tried[0], pages[0], tried
 
 
-def fit_commits(result: dict[str, Any], max_tokens: int) -> dict[str, Any]:
+def fit_commits(result: CommitsResult, max_tokens: int) -> CommitsResult:
     """Drop the oldest commits until the result fits; `more` then says there are others."""
-    while len(result["commits"]) > 1 and size_in_tokens(result) > max_tokens:
-        result["commits"] = result["commits"][:-1]
-        result["more"] = True
+    while len(result.commits) > 1 and size_in_tokens(result) > max_tokens:
+        result.commits = result.commits[:-1]
+        result.more = True
     return result
 
 
 async def recent_commits(
     source: CommitSource, args: RecentCommitsArgs, max_tokens: int, now: datetime
-) -> dict[str, Any]:
+) -> CommitsResult:
     since = as_utc(args.since) if args.since else now - DEFAULT_LOOKBACK
     until = as_utc(args.until) if args.until else None
     path, page, tried = await history(source, args.path, since, until, args.limit)
-    result: dict[str, Any] = {
-        "path": path,
-        "since": iso(since),
-        "until": iso(until) if until else None,
-        "source": source.label,
-        "commits": page.commits,
-        "more": page.more,
-    }
-    if tried and not page.commits:
-        result["paths_tried"] = tried
+    result = CommitsResult(
+        path=path,
+        since=iso(since),
+        until=iso(until) if until else None,
+        source=source.label,
+        commits=page.commits,
+        more=page.more,
+        paths_tried=tried if tried and not page.commits else None,
+    )
     return fit_commits(result, max_tokens)

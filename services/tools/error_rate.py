@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from services.contracts.tool_results import ErrorRateResult, ErrorRateTrend
 from services.tools.errors import BackendError
 from services.tools.prometheus import PrometheusClient, parse_sample, string_literal
 from services.tools.times import iso
@@ -117,14 +118,14 @@ class Trend:
         )
         return True, age, note
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "start": iso(self.start),
-            "step_seconds": self.step,
-            "error_rate_percent": [
+    def result(self) -> ErrorRateTrend:
+        return ErrorRateTrend(
+            start=iso(self.start),
+            step_seconds=self.step,
+            error_rate_percent=[
                 _percent(ratio(e, r)) for e, r in zip(self.errors, self.requests, strict=True)
             ],
-        }
+        )
 
 
 async def _trend(client: PrometheusClient, queries: list[str], window: float, now: datetime) -> Trend:
@@ -139,7 +140,7 @@ async def _trend(client: PrometheusClient, queries: list[str], window: float, no
 
 async def error_rate(
     client: PrometheusClient, templates: RateQueries, service: str | None, now: datetime
-) -> dict[str, Any]:
+) -> ErrorRateResult:
     """Errors and requests per second now, their ratio, the trend, and whether the series are young."""
     queries = [render(templates.errors, service), render(templates.requests, service)]
     window = max(rate_window_seconds(q) for q in queries)
@@ -154,19 +155,19 @@ async def error_rate(
     else:
         young, age, why = None, None, f"no trend, so the series' age is unknown: {trend.message}"
     notes += [why] if why else []
-    return {
-        "service": service,
-        "errors_per_second": errors,
-        "requests_per_second": requests,
-        "error_rate": rate,
-        "error_rate_percent": _percent(rate),
-        "window_seconds": window,
-        "young": young,
-        "series_age_seconds": age,
-        "trend": trend.as_dict() if isinstance(trend, Trend) else None,
-        "queries": queries,
-        "note": "; ".join(notes) or None,
-    }
+    return ErrorRateResult(
+        service=service,
+        errors_per_second=errors,
+        requests_per_second=requests,
+        error_rate=rate,
+        error_rate_percent=_percent(rate),
+        window_seconds=window,
+        young=young,
+        series_age_seconds=age,
+        trend=trend.result() if isinstance(trend, Trend) else None,
+        queries=queries,
+        note="; ".join(notes) or None,
+    )
 
 
 async def _optional(trend: Awaitable[Trend]) -> Trend | BackendError:

@@ -8,6 +8,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+from services.contracts.tool_results import CommitSummary
 from services.tools.commits import CommitPage, commit_title
 from services.tools.errors import BackendError
 from services.tools.times import iso, parse_timestamp
@@ -20,9 +21,9 @@ MAX_STDERR_CHARS = 300
 _ENV = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat"}
 
 
-def parse_log(output: str) -> list[dict[str, str | None]]:
-    """`git log --format=_FORMAT` output -> commit summaries shaped like GitHub's (see github.py)."""
-    commits: list[dict[str, str | None]] = []
+def parse_log(output: str) -> list[CommitSummary]:
+    """`git log --format=_FORMAT` output -> commit summaries, as GitHub's are (see github.py)."""
+    commits: list[CommitSummary] = []
     for record in output.split(_RECORD):
         fields = record.strip("\n").split(_FIELD)
         if len(fields) != 4:
@@ -30,13 +31,9 @@ def parse_log(output: str) -> list[dict[str, str | None]]:
         sha, author, date, subject = fields
         moment = parse_timestamp(date)
         commits.append(
-            {
-                "sha": sha[:12],
-                "author": author,
-                "date": iso(moment) if moment else date,
-                "title": commit_title(subject),
-                "url": None,
-            }
+            CommitSummary(
+                sha=sha[:12], author=author, date=iso(moment) if moment else date, title=commit_title(subject)
+            )
         )
     return commits
 

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
+from services.contracts.tool_results import CodeWindow, CommitSummary
 from services.runtime.text import clip
 from services.tools.commits import CommitPage, commit_title
 from services.tools.errors import BackendError, get, json_body, retry_after_seconds, retrying, status_error
@@ -39,8 +40,11 @@ class CodeSource(Protocol):
     async def read(self, path: str) -> str | None: ...
 
 
-def numbered_window(text: str, line: int | None, context_lines: int, max_chars: int) -> dict[str, Any]:
-    """The lines around `line` (or the top of the file), numbered, the target marked with `>`."""
+def numbered_window(
+    path: str, ref: str, text: str, line: int | None, context_lines: int, max_chars: int
+) -> CodeWindow:
+    """The lines around `line` (or the top of the file), at most `max_chars` as the model reads
+    them (numbered, the target marked with `>`), redacted."""
     lines = text.splitlines()
     total = len(lines)
     if line is not None and line > total:
@@ -48,13 +52,26 @@ def numbered_window(text: str, line: int | None, context_lines: int, max_chars: 
     centre = line or 1
     start = max(1, centre - context_lines)
     end = min(total, centre + context_lines if line else 2 * context_lines + 1)
+    window = [(n, clip(lines[n - 1], MAX_LINE_CHARS)) for n in range(start, end + 1)]
     width = len(str(end))
-    rendered = [
-        f"{'>' if n == line else ' '} {n:>{width}} | {clip(lines[n - 1], MAX_LINE_CHARS)}\n"
-        for n in range(start, end + 1)
-    ]
-    start, end, rendered = _fit_lines(rendered, start, centre, max_chars)
-    return {"start_line": start, "end_line": end, "total_lines": total, "code": redact("".join(rendered))}
+    rendered = [CodeWindow.numbered(n, code, width, n == line) for n, code in window]
+    first, last, _ = _fit_lines(rendered, start, centre, max_chars)
+    window = window[first - start : last - start + 1]
+    texts = redact_lines([code for _, code in window])
+    numbered = [(n, code) for (n, _), code in zip(window, texts, strict=True)]
+    return CodeWindow(path=path, ref=ref, line=line, total_lines=total, lines=numbered)
+
+
+def redact_lines(lines: list[str]) -> list[str]:
+    """Redacted as one text, so that a secret spanning lines (a private key) is caught whole;
+    redaction keeps the line breaks, so each line keeps its number."""
+    if not lines:
+        return []
+    redacted = redact("\n".join(lines)).split("\n")
+    if len(redacted) != len(lines):  # not expected; never let a line through unredacted
+        redacted = [*redacted[: len(lines) - 1], "\n".join(redacted[len(lines) - 1 :])]
+        redacted += [""] * (len(lines) - len(redacted))
+    return redacted
 
 
 def _fit_lines(rendered: list[str], start: int, centre: int, max_chars: int) -> tuple[int, int, list[str]]:
@@ -77,13 +94,12 @@ class CodeClient:
         self.source = source
         self.max_chars = max_chars
 
-    async def fetch(self, file_path: str, line: int | None = None, context_lines: int = 15) -> dict[str, Any]:
+    async def fetch(self, file_path: str, line: int | None = None, context_lines: int = 15) -> CodeWindow:
         tried = candidate_paths(file_path)
         for path in tried:
             text = await self.source.read(path)
             if text is not None:
-                window = numbered_window(text, line, context_lines, self.max_chars)
-                return {"path": path, "ref": self.source.ref, **window, "line": line}
+                return numbered_window(path, self.source.ref, text, line, context_lines, self.max_chars)
         message = f"no file {file_path!r} in {self.source.label} (tried: {', '.join(tried)})"
         raise BackendError("not_found", message)
 
@@ -186,19 +202,19 @@ def needs_raw(body: Any) -> bool:
     return isinstance(body, dict) and body.get("type") == "file" and body.get("encoding") == "none"
 
 
-def commit_summary(item: dict[str, Any]) -> dict[str, Any]:
+def commit_summary(item: dict[str, Any]) -> CommitSummary:
     """Who, when, why: a commits-API item cut to what a diagnosis quotes."""
     commit = item.get("commit") or {}
     author = commit.get("author") or {}
     login = (item.get("author") or {}).get("login")
     name = author.get("name") or login or "?"
-    return {
-        "sha": str(item.get("sha", ""))[:12],
-        "author": f"{name} (@{login})" if login and login != name else name,
-        "date": (commit.get("committer") or author).get("date"),
-        "title": commit_title(str(commit.get("message", ""))),
-        "url": item.get("html_url"),
-    }
+    return CommitSummary(
+        sha=str(item.get("sha", ""))[:12],
+        author=f"{name} (@{login})" if login and login != name else name,
+        date=(commit.get("committer") or author).get("date"),
+        title=commit_title(str(commit.get("message", ""))),
+        url=item.get("html_url"),
+    )
 
 
 def decode_contents(path: str, body: Any) -> str:

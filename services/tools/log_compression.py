@@ -1,8 +1,8 @@
 """Log compression for the model: templates with counts, ranked by level and novelty, stack
 traces kept whole, secrets redacted, the whole fitted to a token budget (tokens.py).
 
-Pure functions only: entries in, a JSON-ready dict out. Log text is written by strangers, so
-every string that leaves here has been through `redact` (redaction.py).
+Pure functions only: entries in, a `LogsResult` (contracts/tool_results.py) out. Log text is
+written by strangers, so every string that leaves here has been through `redact` (redaction.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from services.contracts.tool_results import LogsResult, LogTemplate, LogWindow, StackTrace
 from services.runtime.text import clip
 from services.tools.redaction import redact
 from services.tools.stack_traces import Trace, TraceSignature, continues, parse_trace, top_frame
@@ -159,18 +160,16 @@ class _Template:
     example: str
     count: int = 0
 
-    def as_dict(self, alert_start: datetime | None) -> dict[str, Any]:
-        item: dict[str, Any] = {
-            "template": self.template,
-            "level": self.level,
-            "count": self.count,
-            "first_seen": self.first_seen,
-            "last_seen": self.last_seen,
-            "example": self.example,
-        }
-        if alert_start is not None:
-            item["new"] = is_new(self.first_seen, alert_start)
-        return item
+    def result(self, alert_start: datetime | None) -> LogTemplate:
+        return LogTemplate(
+            template=self.template,
+            level=self.level,
+            count=self.count,
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
+            example=self.example,
+            new=None if alert_start is None else is_new(self.first_seen, alert_start),
+        )
 
 
 @dataclass
@@ -180,17 +179,15 @@ class _TraceGroup:
     first_seen: str
     count: int = 0
 
-    def as_dict(self, alert_start: datetime | None) -> dict[str, Any]:
-        item: dict[str, Any] = {
-            "exception": self.trace.exception,
-            "count": self.count,
-            "first_seen": self.first_seen,
-            "frames": [f.as_dict() for f in self.trace.frames],
-            "text": self.text,
-        }
-        if alert_start is not None:
-            item["new"] = is_new(self.first_seen, alert_start)
-        return item
+    def result(self, alert_start: datetime | None) -> StackTrace:
+        return StackTrace(
+            exception=self.trace.exception,
+            count=self.count,
+            first_seen=self.first_seen,
+            frames=list(self.trace.frames),
+            text=self.text,
+            new=None if alert_start is None else is_new(self.first_seen, alert_start),
+        )
 
 
 @dataclass
@@ -237,9 +234,9 @@ def _digest(events: Sequence[LogEntry]) -> _Digest:
     return digest
 
 
-def _rank_key(item: dict[str, Any]) -> tuple[int, bool, int, str]:
+def _rank_key(item: LogTemplate) -> tuple[int, bool, int, str]:
     """Worst level first; within a level what is new since the alert, then the most frequent."""
-    return (-_rank_or_info(item["level"]), not item.get("new", False), -item["count"], item["first_seen"])
+    return (-_rank_or_info(item.level), not item.new, -item.count, item.first_seen)
 
 
 def compress_logs(
@@ -247,14 +244,14 @@ def compress_logs(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     alert_start: datetime | None = None,
     reserved_tokens: int = 0,
-) -> dict[str, Any]:
-    """The `fetch_logs` result for `entries` (oldest first), at most `max_tokens` of JSON once the
-    caller has added what it `reserved_tokens` for (fetch_logs' `query`).
+) -> LogsResult:
+    """The `fetch_logs` result for `entries` (oldest first), at most `max_tokens` of JSON (as the
+    model reads it) once the caller has added what it `reserved_tokens` for (fetch_logs' `query`).
 
     Continuation lines are merged first, so `total_lines` counts log events (a trace logged line
     by line counts once). Templates are ranked by level, then novelty (`new`: first seen at or
     after `alert_start`, when given), then count; stack traces new first, then by count.
-    `top_frame` is `top_frame(result)`, precomputed for the diagnoser. When over budget the least
+    `top_frame` is `top_frame(stack traces)`, precomputed for the diagnoser. When over budget the least
     important templates and traces are left out and `omitted` says so.
     """
     events = merge_continuations(entries)
@@ -263,24 +260,21 @@ def compress_logs(
     for event in events:
         name = event.level.strip().upper()
         levels[name] = levels.get(name, 0) + 1
-    templates = sorted((t.as_dict(alert_start) for t in digest.templates.values()), key=_rank_key)
+    templates = sorted((t.result(alert_start) for t in digest.templates.values()), key=_rank_key)
     traces = sorted(
-        (t.as_dict(alert_start) for t in digest.traces.values()),
-        key=lambda t: (not t.get("new", False), -t["count"]),
+        (t.result(alert_start) for t in digest.traces.values()), key=lambda t: (not t.new, -t.count)
     )
     stamps = [e.timestamp for e in events if e.timestamp]
-    result: dict[str, Any] = {
-        "total_lines": len(events),
-        "window": {"first": min(stamps, default=None), "last": max(stamps, default=None)},
-        "levels": dict(sorted(levels.items(), key=lambda item: -_rank_or_info(item[0]))),
-        "templates": [],
-        "stack_traces": [],
-        "omitted": None,
-    }
-    # Here and not only as a function: other services read results but may not import this module.
-    result["top_frame"] = top_frame({"stack_traces": traces})
-    day = _one_day(result["window"]["first"], result["window"]["last"])
-    templates, traces = _clock_times(templates, day), _clock_times(traces, day)
+    result = LogsResult(
+        total_lines=len(events),
+        window=LogWindow(first=min(stamps, default=None), last=max(stamps, default=None)),
+        levels=dict(sorted(levels.items(), key=lambda item: -_rank_or_info(item[0]))),
+        # Here and not only as a function: other services read results but may not import this module.
+        top_frame=top_frame(traces),
+    )
+    day = _one_day(result.window.first, result.window.last)
+    templates = [t.model_copy(update=_clock_times(t.first_seen, t.last_seen, day)) for t in templates]
+    traces = [t.model_copy(update=_clock_times(t.first_seen, None, day)) for t in traces]
     return _fit(result, templates, traces, max_tokens, reserved_tokens)
 
 
@@ -292,15 +286,15 @@ def _one_day(first: str | None, last: str | None) -> date | None:
     return start.astimezone(UTC).date()
 
 
-def _clock_times(items: list[dict[str, Any]], day: date | None) -> list[dict[str, Any]]:
+def _clock_times(first_seen: str, last_seen: str | None, day: date | None) -> dict[str, str]:
     """`first_seen`/`last_seen` as HH:MM:SS (UTC) when the window is one day, which `window`
     states in full: a third of the tokens of a full timestamp, on every template."""
     if day is None:
-        return items
-    return [
-        {**item, **{key: _clock(item[key], day) for key in ("first_seen", "last_seen") if key in item}}
-        for item in items
-    ]
+        return {}
+    times = {"first_seen": _clock(first_seen, day)}
+    if last_seen is not None:
+        times["last_seen"] = _clock(last_seen, day)
+    return times
 
 
 def _clock(stamp: str, day: date) -> str:
@@ -311,17 +305,24 @@ def _clock(stamp: str, day: date) -> str:
 
 
 def size_in_tokens(value: Any) -> int:
-    """What `value` costs in the model's context, as the JSON it is sent as."""
-    return estimate_tokens(json.dumps(value, ensure_ascii=False))
+    """What `value` costs in the model's context, as the JSON it is sent as: a tool result (or a
+    part of one) as its `for_model()` rendering."""
+    return estimate_tokens(json.dumps(value, ensure_ascii=False, default=_for_model))
+
+
+def _for_model(value: Any) -> Any:
+    if isinstance(value, BaseModel) and hasattr(value, "for_model"):
+        return value.for_model()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _fit(
-    result: dict[str, Any],
-    templates: list[dict[str, Any]],
-    traces: list[dict[str, Any]],
+    result: LogsResult,
+    templates: list[LogTemplate],
+    traces: list[StackTrace],
     max_tokens: int,
     reserved_tokens: int,
-) -> dict[str, Any]:
+) -> LogsResult:
     """Fill `result` in order of importance while it fits: the top trace, error templates, other
     traces, then the rest; the top trace is shortened rather than dropped, and nothing of a rank
     gets in while something of a higher rank was left out.
@@ -331,14 +332,14 @@ def _fit(
     half of the room, so that a long trace cannot push out every error template.
     """
     frame = size_in_tokens(result) + reserved_tokens  # the result with empty lists and no note
-    is_error = [_rank_or_info(t["level"]) >= ERROR_RANK for t in templates]
+    is_error = [_rank_or_info(t.level) >= ERROR_RANK for t in templates]
     phases: list[list[tuple[str, int]]] = [
         [("trace", 0)] if traces else [],
         [("template", i) for i, error in enumerate(is_error) if error],
         [("trace", i) for i in range(1, len(traces))],
         [("template", i) for i, error in enumerate(is_error) if not error],
     ]
-    items = {"template": templates, "trace": traces}
+    items: dict[str, list[LogTemplate] | list[StackTrace]] = {"template": templates, "trace": traces}
     budget = max_tokens - frame - _OMITTED_RESERVE_TOKENS
     kept: list[tuple[str, int, int]] = []  # kind, index, cost
     for phase in phases:
@@ -360,19 +361,19 @@ def _fit(
         if not kept or frame + size_in_tokens(note) + sum(cost for *_, cost in kept) <= max_tokens:
             break
         kept.pop()  # a note longer than its reserve: make room for it
-    result["templates"] = [t for i, t in enumerate(templates) if i in chosen["template"]]
-    result["stack_traces"] = [t for i, t in enumerate(traces) if i in chosen["trace"]]
-    result["omitted"] = note
+    result.templates = [t for i, t in enumerate(templates) if i in chosen["template"]]
+    result.stack_traces = [t for i, t in enumerate(traces) if i in chosen["trace"]]
+    result.omitted = note
     return result
 
 
-def _shorten_trace(trace: dict[str, Any], budget: int) -> dict[str, Any]:
+def _shorten_trace(trace: StackTrace, budget: int) -> StackTrace:
     """Fit a trace into `budget` tokens: keep its innermost frames, then cut the middle of its
     text (the head says what failed, the end says where)."""
     if size_in_tokens(trace) <= budget:
         return trace
-    trace = {**trace, "frames": trace["frames"][-MIN_FRAMES:]}
-    text: str = trace["text"]
+    trace = trace.model_copy(update={"frames": trace.frames[-MIN_FRAMES:]})
+    text = trace.text
     keep = len(text)
     while (size := size_in_tokens(trace)) > budget and keep > MIN_TRACE_TEXT:
         # A token is at least one character: cut a quarter more characters than tokens over.
@@ -380,14 +381,14 @@ def _shorten_trace(trace: dict[str, Any], budget: int) -> dict[str, Any]:
         keep = max(min(keep - excess - excess // 4 - 60, int(keep * 0.9)), MIN_TRACE_TEXT)
         head, tail = text[: keep // 3], text[len(text) - (keep - keep // 3) :]
         cut = len(text) - len(head) - len(tail)
-        trace = {**trace, "text": f"{head}\n…[{cut} characters left out]…\n{tail}"}
+        trace = trace.model_copy(update={"text": f"{head}\n…[{cut} characters left out]…\n{tail}"})
     return trace
 
 
 def _omitted_note(
-    templates: list[dict[str, Any]],
+    templates: list[LogTemplate],
     kept_templates: set[int],
-    traces: list[dict[str, Any]],
+    traces: list[StackTrace],
     kept_traces: set[int],
     max_tokens: int,
 ) -> str | None:
@@ -395,8 +396,8 @@ def _omitted_note(
     dropped_traces = len(traces) - len(kept_traces)
     parts = []
     if dropped:
-        lines = sum(t["count"] for t in dropped)
-        levels = sorted({t["level"] for t in dropped}, key=lambda name: -_rank_or_info(name))
+        lines = sum(t.count for t in dropped)
+        levels = sorted({t.level for t in dropped}, key=lambda name: -_rank_or_info(name))
         parts.append(
             f"{len(dropped)} of {len(templates)} templates ({lines} lines, levels {', '.join(levels)})"
         )

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic import ValidationError
 
+from services.contracts.tool_results import LogsQuery, LogsResult, TimeRange
 from services.contracts.tools import FetchLogsArgs
 from services.tools.errors import BackendError, get, json_body, retrying, status_error
 from services.tools.log_compression import (
@@ -159,7 +160,7 @@ async def gather_lines(
 
 async def fetch_logs(
     sources: Mapping[str, LogSource], args: FetchLogsArgs, max_tokens: int, now: datetime
-) -> dict[str, Any]:
+) -> LogsResult:
     """The fetch_logs tool: gather, filter, compress; `query` says what was asked and scanned."""
     if args.level:
         check_level(args.level)  # before the request: a typo should not cost a round trip
@@ -176,21 +177,20 @@ async def fetch_logs(
             f"these are the last {args.seconds} s instead"
         )
     matched = filter_entries(entries, args.service, args.level)
-    query: dict[str, Any] = {
-        "service": args.service,
-        "level": args.level,
-        "seconds": args.seconds,
-        "lines_scanned": len(entries),
-        "sources": asked,
-    }
-    if window.anchored:
-        query["window"] = {"start": iso(window.start), "end": iso(window.end)}
-    if fallback_note:
-        query["note"] = fallback_note
-    if not matched and entries:
-        query["services_seen"] = sorted({e.service for e in entries})[:MAX_SERVICES_SEEN]
+    query = LogsQuery(
+        service=args.service,
+        level=args.level,
+        seconds=args.seconds,
+        lines_scanned=len(entries),
+        sources=asked,
+        window=TimeRange(start=iso(window.start), end=iso(window.end)) if window.anchored else None,
+        note=fallback_note,
+        services_seen=sorted({e.service for e in entries})[:MAX_SERVICES_SEEN]
+        if not matched and entries
+        else None,
+    )
     reserved = size_in_tokens({"query": query})
     # ~40 ms of regex work per 1000 lines: off the event loop, so other requests keep flowing.
     result = await asyncio.to_thread(compress_logs, matched, max_tokens, window.alert_start, reserved)
-    result["query"] = query
+    result.query = query
     return result

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
+from services.contracts.tool_results import Language, StackFrame, StackTrace
 from services.runtime.text import clip
 
 MAX_FRAMES = 30  # innermost frames kept per trace (deep recursion repeats the same frames)
@@ -59,17 +59,6 @@ def continues(previous: str, line: str) -> bool:
 # --- stack traces ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Frame:
-    file: str
-    line: int | None
-    function: str
-    code: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "function": self.function, "code": self.code}
-
-
 TraceSignature = tuple[str, tuple[tuple[str, int | None, str], ...]]
 
 
@@ -78,7 +67,7 @@ class Trace:
     """A parsed stack trace; frames are innermost LAST (Python's order) whatever the language."""
 
     exception: str
-    frames: tuple[Frame, ...]
+    frames: tuple[StackFrame, ...]
 
     @property
     def signature(self) -> TraceSignature:
@@ -119,7 +108,7 @@ def parse_trace(text: str) -> Trace | None:
 def _parse_python(lines: list[str]) -> Trace:
     """The last traceback of a chain: the exception actually raised (the whole chain stays in `text`)."""
     start = max(i for i, line in enumerate(lines) if _PY_TRACEBACK in line)
-    frames: list[Frame] = []
+    frames: list[StackFrame] = []
     exception = ""
     for i in range(start + 1, len(lines)):
         line = lines[i]
@@ -127,7 +116,8 @@ def _parse_python(lines: list[str]) -> Trace:
             code = lines[i + 1].strip() if i + 1 < len(lines) else ""
             usable = code and not _PY_FRAME.match(lines[i + 1]) and lines[i + 1][:1] in (" ", "\t")
             frames.append(
-                Frame(
+                _frame(
+                    "python",
                     match["file"],
                     int(match["line"]),
                     match["function"] or "?",
@@ -140,22 +130,28 @@ def _parse_python(lines: list[str]) -> Trace:
     return Trace(exception or "(no exception line)", tuple(frames[-MAX_FRAMES:]))
 
 
-def _node_frame(match: re.Match[str]) -> Frame:
-    return Frame(match["file"], int(match["line"]), match["function"] or "<anonymous>")
+def _frame(
+    language: Language, file: str, line: int | None, function: str, code: str | None = None
+) -> StackFrame:
+    return StackFrame(file=file, line=line, function=function, code=code, language=language)
 
 
-def _java_frame(match: re.Match[str]) -> Frame:
+def _node_frame(match: re.Match[str]) -> StackFrame:
+    return _frame("node", match["file"], int(match["line"]), match["function"] or "<anonymous>")
+
+
+def _java_frame(match: re.Match[str]) -> StackFrame:
     source, _, number = match["source"].partition(":")
-    return Frame(source, int(number) if number.isdigit() else None, match["function"])
+    return _frame("java", source, int(number) if number.isdigit() else None, match["function"])
 
 
 def _parse_at_frames(
-    lines: list[str], pattern: re.Pattern[str], to_frame: Callable[[re.Match[str]], Frame]
+    lines: list[str], pattern: re.Pattern[str], to_frame: Callable[[re.Match[str]], StackFrame]
 ) -> Trace:
     """Java and Node list the innermost frame first; the thrown exception heads the first block."""
     first = next(i for i, line in enumerate(lines) if pattern.match(line))
     header = next((line for line in reversed(lines[:first]) if line.strip()), "")
-    frames: list[Frame] = []
+    frames: list[StackFrame] = []
     for line in lines[first:]:
         if line.startswith(("Caused by:", "Suppressed:")) or line.strip().startswith("Caused by:"):
             break  # causes are kept in `text`; frames describe the thrown exception
@@ -181,13 +177,13 @@ def _parse_dotnet(lines: list[str]) -> Trace:
     trace), innermost first as .NET prints them; `A ---> B` headers name B, the innermost."""
     first = next(i for i, line in enumerate(lines) if _DOTNET_FRAME.match(line))
     header = next((line for line in reversed(lines[:first]) if line.strip()), "")
-    frames: list[Frame] = []
+    frames: list[StackFrame] = []
     for line in lines[first:]:
         if _DOTNET_INNER_END in line:
             break
         if match := _DOTNET_FRAME.match(line):
             number = int(match["line"]) if match["line"] else None
-            frames.append(Frame(match["file"] or "", number, match["function"]))
+            frames.append(_frame("dotnet", match["file"] or "", number, match["function"]))
     exception = header.strip().rsplit(_DOTNET_INNER_ARROW.strip(), 1)[-1].strip()
     return Trace(exception or "(no exception line)", tuple(reversed(frames[:MAX_FRAMES])))
 
@@ -195,7 +191,7 @@ def _parse_dotnet(lines: list[str]) -> Trace:
 def _parse_go(lines: list[str]) -> Trace:
     """The first goroutine (the panicking one); Go lists the innermost call first."""
     exception = next((line.strip() for line in lines if line.startswith(_GO_PANIC_STARTS)), "")
-    frames: list[Frame] = []
+    frames: list[StackFrame] = []
     started = False
     for previous, line in itertools.pairwise(lines):
         if line.startswith("goroutine "):
@@ -204,7 +200,7 @@ def _parse_go(lines: list[str]) -> Trace:
             started = True
         elif started and (match := _GO_FILE_LINE.match(line)):
             function = re.sub(r"\([^()]*\)$", "", previous.strip())  # drop the argument list
-            frames.append(Frame(match["file"], int(match["line"]), function))
+            frames.append(_frame("go", match["file"], int(match["line"]), function))
     return Trace(exception or lines[0].strip() or "(no exception line)", tuple(reversed(frames[:MAX_FRAMES])))
 
 
@@ -219,20 +215,19 @@ _RUNTIME_PREFIXES = (
 )
 
 
-def is_library_frame(frame: dict[str, Any]) -> bool:
+def is_library_frame(frame: StackFrame) -> bool:
     """Frames of installed packages, the runtime or the JDK, as opposed to the application's own code."""
-    file = str(frame.get("file") or "").replace("\\", "/")
-    function = str(frame.get("function") or "")
-    if _LIBRARY_PATH.search(file) or function.startswith(_RUNTIME_PREFIXES):
+    file = frame.file.replace("\\", "/")
+    if _LIBRARY_PATH.search(file) or frame.function.startswith(_RUNTIME_PREFIXES):
         return True
     return file in ("Native Method", "Unknown Source")
 
 
-def top_frame(result: dict[str, Any]) -> dict[str, Any] | None:
-    """The innermost application frame with a file (the code can be fetched) of the most frequent
-    stack trace that has one, in a fetch_logs result."""
-    for trace in result.get("stack_traces", []):
-        for frame in reversed(trace.get("frames", [])):
-            if frame.get("file") and not is_library_frame(frame):
-                return dict(frame)
+def top_frame(traces: Iterable[StackTrace]) -> StackFrame | None:
+    """The innermost application frame with a file (the code can be fetched) of the first stack
+    trace that has one (fetch_logs ranks them new first, then most frequent)."""
+    for trace in traces:
+        for frame in reversed(trace.frames):
+            if frame.file and not is_library_frame(frame):
+                return frame
     return None

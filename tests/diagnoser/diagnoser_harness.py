@@ -15,6 +15,7 @@ from support.fixture_files import ALERTMANAGER_FIXTURES
 
 from services.contracts import subjects
 from services.contracts.models import AlertGroup, ToolRequest, ToolResult
+from services.contracts.tool_results import ToolOutput
 from services.diagnoser.handlers import Diagnoser
 from services.diagnoser.model import ModelClient
 from services.diagnoser.settings import DiagnoserSettings
@@ -24,7 +25,21 @@ from services.runtime.bus import Bus
 
 FIXTURES = ALERTMANAGER_FIXTURES
 
-Answer = dict[str, Any] | ToolResult | Callable[[dict[str, Any]], dict[str, Any] | ToolResult]
+Canned = dict[str, Any] | ToolOutput | ToolResult
+Answer = Canned | Callable[[dict[str, Any]], Canned]
+# What a tools service with nothing to report answers (data for the tool's typed result).
+NOTHING: dict[str, dict[str, Any]] = {
+    "fetch_code_from_github": {"path": "", "ref": "stub", "total_lines": 0, "lines": []},
+    "recent_commits": {"since": "2026-11-17T06:00:00Z", "source": "stub"},
+    "query_prometheus": {"query": ""},
+}
+
+
+def typed(tool: str, data: dict[str, Any] | ToolOutput) -> ToolResult:
+    """Canned data as the tools service sends it: the tool's typed result."""
+    if not isinstance(data, dict):
+        return ToolResult.success(tool, data)
+    return ToolResult.model_validate({"tool": tool, "ok": True, "data": {"tool": tool, **data}})
 
 
 @dataclass
@@ -62,10 +77,10 @@ class ToolsStub:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             await asyncio.sleep(self.delay)
-            answer = self.answers.get(tool, {"note": "nothing here"})
+            answer = self.answers.get(tool, NOTHING.get(tool, {}))
             if callable(answer):
                 answer = answer(request.args)
-            result = answer if isinstance(answer, ToolResult) else ToolResult.success(tool, answer)
+            result = answer if isinstance(answer, ToolResult) else typed(tool, answer)
         finally:
             self.in_flight -= 1
             call.finished = time.monotonic()

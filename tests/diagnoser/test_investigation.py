@@ -8,6 +8,7 @@ from fakes import FakeOpenAI, tool_call
 
 from services.contracts import streams, subjects
 from services.contracts.models import Conversation, ToolResult
+from services.contracts.tool_results import CodeWindow, LogsResult
 from services.tools.log_compression import LogEntry, compress_logs
 
 TRACE = (
@@ -20,7 +21,7 @@ INJECTION = (
 )
 
 
-def logs_data(*extra: str) -> dict[str, Any]:
+def logs_data(*extra: str) -> LogsResult:
     lines = [
         LogEntry(
             timestamp=f"2026-11-24T06:0{n % 10}:00Z",
@@ -40,15 +41,9 @@ def logs_data(*extra: str) -> dict[str, Any]:
     return compress_logs(lines)
 
 
-def code_data() -> dict[str, Any]:
-    return {
-        "path": "checkout/payments.py",
-        "line": 31,
-        "ref": "main",
-        "start_line": 30,
-        "end_line": 32,
-        "code": '  30 |     amount = order["amount"]\n> 31 |     currency = order["currency"]\n  32 | ',
-    }
+def code_data() -> CodeWindow:
+    lines = [(30, '    amount = order["amount"]'), (31, '    currency = order["currency"]'), (32, "")]
+    return CodeWindow(path="checkout/payments.py", line=31, ref="main", total_lines=32, lines=lines)
 
 
 def standard_tools(harness: Harness, *log_extra: str) -> None:

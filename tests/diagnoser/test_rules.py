@@ -1,11 +1,10 @@
 """Rule-based diagnoses from realistic logs of each language, through the real log compression."""
 
-from typing import Any
-
 import pytest
 from diagnoser_harness import alert_group
 
 from services.contracts.models import ToolResult
+from services.contracts.tool_results import CodeWindow, CommitsResult, CommitSummary, ErrorRateResult
 from services.diagnoser.evidence import Evidence, EvidenceItem
 from services.diagnoser.rules import classify, rule_based_diagnosis
 from services.tools.log_compression import LogEntry, compress_logs
@@ -46,9 +45,9 @@ DOTNET = (
 
 def evidence_for(
     *errors: str,
-    code: dict[str, Any] | None = None,
+    code: CodeWindow | None = None,
     rate: float | None = 0.3,
-    commits: list[Any] | None = None,
+    commits: list[CommitSummary] | None = None,
 ) -> Evidence:
     lines = [
         LogEntry(timestamp="2026-11-24T06:00:00Z", level="INFO", message=f"GET /x/{n} 200", service="s")
@@ -58,7 +57,7 @@ def evidence_for(
         LogEntry(timestamp="2026-11-24T06:01:00Z", level="ERROR", message=e, service="s") for e in errors
     ]
     logs = ToolResult.success("fetch_logs", compress_logs(lines))
-    rates = ToolResult.success("compute_error_rate", {"error_rate": rate})
+    rates = ToolResult.success("compute_error_rate", ErrorRateResult(error_rate=rate))
     code_item = None
     if code is not None:
         code_item = EvidenceItem(
@@ -66,9 +65,8 @@ def evidence_for(
         )
     history = None
     if commits is not None:
-        history = EvidenceItem(
-            "recent_commits", {}, ToolResult.success("recent_commits", {"commits": commits})
-        )
+        found = CommitsResult(since="2026-11-17T06:00:00Z", source="git log", commits=commits)
+        history = EvidenceItem("recent_commits", {}, ToolResult.success("recent_commits", found))
     return Evidence(
         EvidenceItem("fetch_logs", {}, logs),
         EvidenceItem("compute_error_rate", {}, rates),
@@ -100,8 +98,18 @@ def test_each_language_names_the_failing_frame_and_the_failure_class(
     assert diagnosis.priority == "P1"  # critical alert, 30% errors
 
 
+def code_window(line: int = 47) -> CodeWindow:
+    return CodeWindow(
+        path="inventory/inventory_service.py",
+        ref="main",
+        line=line,
+        total_lines=48,
+        lines=[(46, "    entry = CACHE.get(sku)"), (47, '    available = entry["available"]'), (48, "")],
+    )
+
+
 def test_the_repository_path_of_the_code_window_wins_over_the_container_path() -> None:
-    code = {"path": "inventory/inventory_service.py", "code": '> 47 |     available = entry["available"]\n'}
+    code = code_window()
     diagnosis = rule_based_diagnosis(alert_group(), evidence_for(PYTHON, code=code))
     assert diagnosis.affected_file == "inventory/inventory_service.py" and diagnosis.line == 47
     assert 'available = entry["available"]' in diagnosis.suggested_fix
@@ -133,13 +141,13 @@ def test_no_errors_in_the_logs_says_so_with_low_confidence() -> None:
 
 
 def test_the_latest_change_to_the_failing_file_is_named() -> None:
-    commit = {
-        "sha": "4f2a9c1e7b3d",
-        "author": "Dana (@dana)",
-        "date": "2026-11-24T05:40:00Z",
-        "title": "Serve new SKUs from the warm cache",
-    }
-    code = {"path": "inventory/inventory_service.py", "code": '> 47 |     available = entry["available"]\n'}
+    commit = CommitSummary(
+        sha="4f2a9c1e7b3d",
+        author="Dana (@dana)",
+        date="2026-11-24T05:40:00Z",
+        title="Serve new SKUs from the warm cache",
+    )
+    code = code_window()
     diagnosis = rule_based_diagnosis(alert_group(), evidence_for(PYTHON, code=code, commits=[commit]))
     assert any("4f2a9c1e7b3d by Dana (@dana)" in line for line in diagnosis.evidence)
     assert any("Review commit 4f2a9c1e7b3d" in step for step in diagnosis.next_steps)

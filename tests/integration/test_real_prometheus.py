@@ -22,6 +22,7 @@ from support.processes import free_port, oncall_up
 
 from services.contracts import subjects
 from services.contracts.models import ToolRequest, ToolResult
+from services.contracts.tool_results import ErrorRateResult
 
 TOKEN = "am-to-oncall-s3cret"
 # Prometheus's notifier needs ~5 s to discover Alertmanager; then Alertmanager's group_wait (1 s).
@@ -91,9 +92,10 @@ async def test_a_prometheus_alert_is_diagnosed_with_the_error_rate_prometheus_me
             timeout=10,
         )
         result = ToolResult.model_validate_json(reply.data)
-        assert result.ok, result.error
-        assert result.data["service"] == "checkout"
-        assert abs(result.data["error_rate"] - exporter.error_rate) < 0.01, result.data
+        rate = result.output(ErrorRateResult)
+        assert rate is not None, result.error
+        assert rate.service == "checkout"
+        assert rate.error_rate is not None and abs(rate.error_rate - exporter.error_rate) < 0.01, rate
         # A young series under-reads per-second rates over [1m]; errors/requests stays exact.
-        assert result.data["errors_per_second"] > 0 and result.data["requests_per_second"] > 0
-        assert all('{service="checkout"}' in query for query in result.data["queries"])
+        assert (rate.errors_per_second or 0) > 0 and (rate.requests_per_second or 0) > 0
+        assert all('{service="checkout"}' in query for query in rate.queries)

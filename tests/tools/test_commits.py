@@ -17,6 +17,7 @@ from support.processes import run_process
 from tools_service import call, tools_service
 
 from services.contracts import tools
+from services.contracts.tool_results import CommitsResult
 from services.contracts.tools import RecentCommitsArgs
 from services.runtime.demo import DEMO_BUGGY_FILE, install_demo_code
 from services.tools.commits import recent_commits
@@ -76,13 +77,13 @@ async def test_who_changed_the_failing_file_since_a_time(repo: Path) -> None:
 
     result = await recent_commits(LocalGit(repo, 5), args, 2000, NOW)
 
-    assert result["path"] == DEMO_BUGGY_FILE  # the container's /app/ prefix dropped
-    assert result["since"] == "2026-11-15T00:00:00Z"
-    assert [(c["author"], c["date"], c["title"]) for c in result["commits"]] == [
+    assert result.path == DEMO_BUGGY_FILE  # the container's /app/ prefix dropped
+    assert result.since == "2026-11-15T00:00:00Z"
+    assert [(c.author, c.date, c.title) for c in result.commits] == [
         ("Ravi Kumar", "2026-11-22T17:45:00Z", "inventory: read stock entries from the new cache"),
     ]
-    assert len(result["commits"][0]["sha"]) == 12
-    assert result["more"] is False
+    assert len(result.commits[0].sha) == 12
+    assert result.more is False
 
 
 async def test_the_whole_repository_newest_first_with_a_limit(repo: Path) -> None:
@@ -90,11 +91,11 @@ async def test_the_whole_repository_newest_first_with_a_limit(repo: Path) -> Non
 
     result = await recent_commits(LocalGit(repo, 5), args, 2000, NOW)
 
-    assert [c["title"] for c in result["commits"]] == [
+    assert [c.title for c in result.commits] == [
         "ci: cache pip downloads",
         "inventory: read stock entries from the new cache",
     ]
-    assert result["more"] is True
+    assert result.more is True
 
 
 async def test_the_default_is_the_last_seven_days_until_a_time(repo: Path) -> None:
@@ -102,9 +103,9 @@ async def test_the_default_is_the_last_seven_days_until_a_time(repo: Path) -> No
 
     result = await recent_commits(LocalGit(repo, 5), args, 2000, NOW)
 
-    assert (result["since"], result["until"]) == ("2026-11-17T06:05:00Z", "2026-11-21T00:00:00Z")
-    assert result["commits"] == []
-    assert result["paths_tried"] == [DEMO_BUGGY_FILE, "inventory_service.py"]
+    assert (result.since, result.until) == ("2026-11-17T06:05:00Z", "2026-11-21T00:00:00Z")
+    assert result.commits == []
+    assert result.paths_tried == [DEMO_BUGGY_FILE, "inventory_service.py"]
 
 
 async def test_a_checkout_that_is_not_a_git_repository(tmp_path: Path) -> None:
@@ -146,12 +147,12 @@ async def test_github_commits_of_a_stack_frame_path(github: FakeGitHub, http: ht
 
     result = await recent_commits(client, args, 2000, NOW)
 
-    assert result["path"] == DEMO_BUGGY_FILE
-    assert [(c["author"], c["date"], c["title"]) for c in result["commits"]] == [
+    assert result.path == DEMO_BUGGY_FILE
+    assert [(c.author, c.date, c.title) for c in result.commits] == [
         ("Ravi Kumar (@ravi)", "2026-11-22T17:45:00Z", "inventory: read stock entries from the new cache"),
         ("Alice Ng (@alice)", "2026-11-10T09:00:00Z", "inventory: first version of the reservation service"),
     ]
-    assert result["commits"][0]["url"] == f"https://github.com/acme/inventory/commit/{3:040x}"
+    assert result.commits[0].url == f"https://github.com/acme/inventory/commit/{3:040x}"
     asked = {r.arg("path") for r in github.requests}
     assert asked == {f"app/{DEMO_BUGGY_FILE}", DEMO_BUGGY_FILE, "inventory_service.py"}
     request = github.requests[0]
@@ -167,7 +168,7 @@ async def test_github_pages_say_there_is_more(github: FakeGitHub, http: httpx.As
     result = await recent_commits(
         client, RecentCommitsArgs(since=datetime(2026, 11, 1, tzinfo=UTC), limit=3), 2000, NOW
     )
-    assert (len(result["commits"]), result["more"]) == (3, True)
+    assert (len(result.commits), result.more) == (3, True)
 
 
 async def test_github_refusing_the_token_is_a_structured_error(
@@ -188,5 +189,6 @@ async def service(nats_url: str, repo: Path) -> AsyncIterator[NatsBroker]:
 async def test_recent_commits_over_the_bus(service: NatsBroker) -> None:
     result = await call(service, tools.RECENT_COMMITS, {"path": FRAME_PATH, "since": "2026-11-01T00:00:00Z"})
 
-    assert result.ok, result.error
-    assert [c["author"] for c in result.data["commits"]] == ["Ravi Kumar", "Alice Ng"]
+    history = result.output(CommitsResult)
+    assert history is not None, result.error  # typed, back from the bus
+    assert [c.author for c in history.commits] == ["Ravi Kumar", "Alice Ng"]

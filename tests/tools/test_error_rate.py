@@ -60,8 +60,9 @@ async def test_error_rate_of_a_service(http: httpx.AsyncClient) -> None:
     with FakePrometheus({INVENTORY_ERRORS: 4.6, INVENTORY_REQUESTS: 19.8}) as prom:
         result = await error_rate(PrometheusClient(prom.url, http), SEED, "inventory", NOW)
 
-    trend = result.pop("trend")
-    assert result == {
+    view = result.for_model()  # what the model reads
+    trend = view.pop("trend")
+    assert view == {
         "service": "inventory",
         "errors_per_second": 4.6,
         "requests_per_second": 19.8,
@@ -102,13 +103,13 @@ async def test_missing_or_idle_series(
 ) -> None:
     with FakePrometheus(values) as prom:
         result = await error_rate(PrometheusClient(prom.url, http), SEED, "inventory", NOW)
-    assert (result["errors_per_second"], result["requests_per_second"], result["error_rate"]) == (
+    assert (result.errors_per_second, result.requests_per_second, result.error_rate) == (
         errors,
         requests,
         rate,
     )
-    assert (result["note"] is None) == (rate is not None)
-    assert result["young"] is False
+    assert (result.note is None) == (rate is not None)
+    assert result.young is False
 
 
 class NoRangeQueries(FakePrometheus):
@@ -123,8 +124,8 @@ class NoRangeQueries(FakePrometheus):
 async def test_without_range_queries_the_rate_stands(http: httpx.AsyncClient) -> None:
     with NoRangeQueries({INVENTORY_ERRORS: 1, INVENTORY_REQUESTS: 4}) as prom:
         result = await error_rate(PrometheusClient(prom.url, http), SEED, "inventory", NOW)
-    assert (result["error_rate"], result["young"], result["trend"]) == (0.25, None, None)
-    assert result["note"].startswith("no trend, so the series' age is unknown")
+    assert (result.error_rate, result.young, result.trend) == (0.25, None, None)
+    assert result.note.startswith("no trend, so the series' age is unknown")
 
 
 def trend(errors: list[float | None], requests: list[float | None], step: float = 30) -> Trend:
@@ -149,4 +150,4 @@ def test_series_older_than_the_window_are_not_young() -> None:
 
 
 def test_the_trend_is_the_ratio_per_point() -> None:
-    assert trend([None, 1.0, 2.0], [None, 0.0, 8.0]).as_dict()["error_rate_percent"] == [None, None, 25.0]
+    assert trend([None, 1.0, 2.0], [None, 0.0, 8.0]).result().error_rate_percent == [None, None, 25.0]

@@ -89,44 +89,53 @@ def test_candidate_paths_refuse_traversal_and_nothing(file_path: str) -> None:
 def test_numbered_window_marks_the_line() -> None:
     text = "".join(f"line {n}\n" for n in range(1, 121))
 
-    window = numbered_window(text, 100, 2, 10_000)
+    window = numbered_window("t.py", "main", text, 100, 2, 10_000)
 
-    assert window == {
+    assert window.lines == [(n, f"line {n}") for n in range(98, 103)]  # numbers and text as data
+    assert (window.line, window.line_text) == (100, "line 100")
+    assert window.for_model() == {  # as the model reads it
+        "path": "t.py",
+        "ref": "main",
         "start_line": 98,
         "end_line": 102,
         "total_lines": 120,
         "code": "   98 | line 98\n   99 | line 99\n> 100 | line 100\n  101 | line 101\n  102 | line 102\n",
+        "line": 100,
     }
 
 
 def test_numbered_window_edges() -> None:
     text = "a\nb\nc\n"
-    assert numbered_window(text, 1, 5, 1000)["code"] == "> 1 | a\n  2 | b\n  3 | c\n"
-    assert numbered_window(text, None, 0, 1000)["code"] == "  1 | a\n"
+    assert numbered_window("t", "main", text, 1, 5, 1000).numbered_text() == "> 1 | a\n  2 | b\n  3 | c\n"
+    top = numbered_window("t", "main", text, None, 0, 1000)
+    assert top.numbered_text() == "  1 | a\n" and top.line_text is None
+    empty = numbered_window("t", "main", "", None, 5, 1000)
+    assert (empty.start_line, empty.end_line, empty.lines) == (1, 0, [])
     with pytest.raises(BackendError, match="past the end"):
-        numbered_window(text, 4, 5, 1000)
+        numbered_window("t", "main", text, 4, 5, 1000)
 
 
 def test_numbered_window_shrinks_to_the_budget_around_the_line() -> None:
     text = "".join(f"{'x' * 50}\n" for _ in range(100))
-    window = numbered_window(text, 50, 40, 600)
-    assert len(window["code"]) <= 600
-    assert window["start_line"] <= 50 <= window["end_line"]
-    assert abs((50 - window["start_line"]) - (window["end_line"] - 50)) <= 1
+    window = numbered_window("t", "main", text, 50, 40, 600)
+    assert len(window.numbered_text()) <= 600
+    assert window.start_line <= 50 <= window.end_line
+    assert abs((50 - window.start_line) - (window.end_line - 50)) <= 1
 
 
 async def test_local_checkout_finds_a_stack_frame_path(code_dir: Path) -> None:
     result = await CodeClient(LocalCheckout(code_dir)).fetch(FRAME_PATH, DEMO_BUGGY_LINE, 3)
 
-    assert {k: result[k] for k in ("path", "ref", "start_line", "end_line", "line")} == {
-        "path": DEMO_BUGGY_FILE,
-        "ref": "local",
-        "start_line": 44,
-        "end_line": 50,
-        "line": 47,
-    }
-    assert '> 47 |     available = entry["available"] - entry["reserved"]\n' in result["code"]
-    assert result["total_lines"] == len((code_dir / DEMO_BUGGY_FILE).read_text().splitlines())
+    assert (result.path, result.ref, result.start_line, result.end_line, result.line) == (
+        DEMO_BUGGY_FILE,
+        "local",
+        44,
+        50,
+        47,
+    )
+    assert result.line_text == '    available = entry["available"] - entry["reserved"]'
+    assert '> 47 |     available = entry["available"] - entry["reserved"]\n' in result.numbered_text()
+    assert result.total_lines == len((code_dir / DEMO_BUGGY_FILE).read_text().splitlines())
 
 
 async def test_local_checkout_not_found_lists_what_was_tried(code_dir: Path) -> None:
@@ -150,20 +159,30 @@ async def test_local_checkout_redacts_secrets(code_dir: Path) -> None:
         "DSN = 'postgres://app:hunter2@db/shop'\nAPI_KEY = 'AKIAIOSFODNN7EXAMPLE'\n"
     )
     result = await CodeClient(LocalCheckout(code_dir)).fetch("settings.py")
-    assert "hunter2" not in result["code"] and "AKIAIOSFODNN7EXAMPLE" not in result["code"]
-    assert result["line"] is None
+    for shown in (result.model_dump_json(), result.numbered_text()):  # on the bus and to the model
+        assert "hunter2" not in shown and "AKIAIOSFODNN7EXAMPLE" not in shown
+    assert result.line is None
+
+
+async def test_a_private_key_across_lines_is_redacted_whole_and_the_lines_keep_their_numbers(
+    code_dir: Path,
+) -> None:
+    key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7x\nq9Zk3Lw\n-----END RSA PRIVATE KEY-----"
+    (code_dir / "keys.py").write_text(f'KEY = """{key}"""\nuse(KEY)\n')
+
+    result = await CodeClient(LocalCheckout(code_dir)).fetch("keys.py", 5)
+
+    assert [number for number, _ in result.lines] == [1, 2, 3, 4, 5]
+    for shown in (result.model_dump_json(), result.numbered_text()):
+        assert "MIIEowIBAAKCAQEA7x" not in shown and "q9Zk3Lw" not in shown
+    assert result.line_text == "use(KEY)"
 
 
 async def test_github_finds_a_stack_frame_path(github: FakeGitHub, http: httpx.AsyncClient) -> None:
     result = await CodeClient(contents(github, http)).fetch(FRAME_PATH, DEMO_BUGGY_LINE, 2)
 
-    assert (result["path"], result["ref"], result["start_line"], result["end_line"]) == (
-        DEMO_BUGGY_FILE,
-        "main",
-        45,
-        49,
-    )
-    assert '> 47 |     available = entry["available"] - entry["reserved"]\n' in result["code"]
+    assert (result.path, result.ref, result.start_line, result.end_line) == (DEMO_BUGGY_FILE, "main", 45, 49)
+    assert '> 47 |     available = entry["available"] - entry["reserved"]\n' in result.numbered_text()
     miss, hit = github.requests
     assert miss.path == "/repos/acme/inventory/contents/app/inventory/inventory_service.py"
     assert hit.path == f"/repos/acme/inventory/contents/{DEMO_BUGGY_FILE}"
@@ -197,7 +216,7 @@ async def test_github_directory_is_a_bad_request(github: FakeGitHub, http: httpx
 
 async def test_github_code_is_redacted(github: FakeGitHub, http: httpx.AsyncClient) -> None:
     result = await CodeClient(contents(github, http)).fetch("inventory/settings.py", 1)
-    assert "hunter2" not in result["code"]
+    assert "hunter2" not in result.model_dump_json() and "hunter2" not in result.numbered_text()
 
 
 async def test_a_secondary_rate_limit_until_an_http_date_is_waited_out(
@@ -273,7 +292,7 @@ async def test_a_file_over_one_megabyte_comes_through_the_raw_media_type(http: h
     with GitHubSizeTiers(token=TOKEN, files={"gen/table.py": generated}) as fake:
         result = await CodeClient(contents(fake, http)).fetch("gen/table.py", 25_000, 1)
 
-    assert result["code"].splitlines()[1].startswith("> 25000 | ROW_25000 = 25000")
+    assert result.numbered_text().splitlines()[1].startswith("> 25000 | ROW_25000 = 25000")
     json_request, raw_request = fake.requests
     assert json_request.headers["accept"] == "application/vnd.github+json"
     assert raw_request.headers["accept"] == "application/vnd.github.raw+json"

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from log_samples import entry
 
+from services.contracts.tool_results import StackFrame
 from services.runtime.demo import DEMO_BUGGY_FILE, DEMO_BUGGY_LINE, demo_log_lines
 from services.tools.log_compression import (
     LogEntry,
@@ -30,27 +31,27 @@ def test_the_demo_incident_compresses_to_its_story() -> None:
     result = compress_logs(entries, max_tokens=2000)
 
     assert size_in_tokens(result) <= 2000
-    assert result["total_lines"] == len(entries)
-    assert result["window"] == {"first": entries[0].timestamp, "last": entries[-1].timestamp}
-    assert sum(result["levels"].values()) == len(entries)
-    top = result["templates"][0]
-    assert top["level"] == "ERROR"
-    assert top["template"] == (
+    assert result.total_lines == len(entries)
+    assert (result.window.first, result.window.last) == (entries[0].timestamp, entries[-1].timestamp)
+    assert sum(result.levels.values()) == len(entries)
+    top = result.templates[0]
+    assert top.level == "ERROR"
+    assert top.template == (
         "Unhandled exception in POST /api/v<n>/reservations | TypeError: '<*>' object is not subscriptable"
     )
-    assert top["count"] == result["stack_traces"][0]["count"] > 10
-    assert top["first_seen"] <= top["last_seen"]
-    (trace,) = result["stack_traces"]
-    assert trace["exception"] == "TypeError: 'NoneType' object is not subscriptable"
-    assert [(f["file"], f["line"], f["function"]) for f in trace["frames"]] == [
+    assert top.count == result.stack_traces[0].count > 10
+    assert top.first_seen <= top.last_seen
+    (trace,) = result.stack_traces
+    assert trace.exception == "TypeError: 'NoneType' object is not subscriptable"
+    assert [(f.file, f.line, f.function) for f in trace.frames] == [
         ("/app/inventory/api.py", 88, "create_reservation"),
         (f"/app/{DEMO_BUGGY_FILE}", DEMO_BUGGY_LINE, "reserve_stock"),
     ]
-    assert trace["frames"][-1]["code"] == 'available = entry["available"] - entry["reserved"]'
-    assert trace["text"].startswith("Unhandled exception in POST /api/v1/reservations\nTraceback")
-    assert "levels INFO)" in result["omitted"]  # only routine lines were left out
-    assert {t["level"] for t in result["templates"]} >= {"ERROR", "WARN"}
-    assert top_frame(result) == result["top_frame"] == trace["frames"][-1]
+    assert trace.frames[-1].code == 'available = entry["available"] - entry["reserved"]'
+    assert trace.text.startswith("Unhandled exception in POST /api/v1/reservations\nTraceback")
+    assert "levels INFO)" in result.omitted  # only routine lines were left out
+    assert {t.level for t in result.templates} >= {"ERROR", "WARN"}
+    assert top_frame(result.stack_traces) == result.top_frame == trace.frames[-1]
 
 
 def test_templates_rank_errors_first_then_by_count() -> None:
@@ -58,14 +59,14 @@ def test_templates_rank_errors_first_then_by_count() -> None:
     entries += [entry("cache miss for key 'a'", "WARN"), entry("cache miss for key 'b'", "WARN")]
     entries += [entry("db down at 10.0.0.7:5432", "ERROR")]
 
-    templates = compress_logs(entries)["templates"]
+    templates = compress_logs(entries).templates
 
-    assert [(t["level"], t["template"], t["count"]) for t in templates] == [
+    assert [(t.level, t.template, t.count) for t in templates] == [
         ("ERROR", "db down at <ip>", 1),
         ("WARN", "cache miss for key '<*>'", 2),
         ("INFO", "GET /items/<n> 200 <n>ms", 5),
     ]
-    assert templates[2]["example"] == "GET /items/0 200 0ms"
+    assert templates[2].example == "GET /items/0 200 0ms"
 
 
 @pytest.mark.parametrize(
@@ -91,7 +92,7 @@ def test_templates_mask_what_varies(message: str, template: str) -> None:
 
 def test_http_status_separates_otherwise_equal_lines() -> None:
     entries = [entry("POST /api/v1/reservations 201 9ms"), entry("POST /api/v1/reservations 500 7ms")]
-    assert len(compress_logs(entries)["templates"]) == 2
+    assert len(compress_logs(entries).templates) == 2
 
 
 def test_no_secret_leaves_in_any_field() -> None:
@@ -101,10 +102,10 @@ def test_no_secret_leaves_in_any_field() -> None:
         "ValueError: bad password=hunter2 for ravi@example.com"
     )
     result = compress_logs([entry(trace, "ERROR"), entry("hello ravi@example.com")])
-    dumped = json.dumps(result)
-    assert "hunter2" not in dumped
-    assert "ravi@example.com" not in dumped
-    assert result["stack_traces"][0]["frames"][0]["code"] == 'connect("postgres://u:[REDACTED]@db")'
+    for dumped in (result.model_dump_json(), json.dumps(result.for_model())):  # on the bus, to the model
+        assert "hunter2" not in dumped
+        assert "ravi@example.com" not in dumped
+    assert result.stack_traces[0].frames[0].code == 'connect("postgres://u:[REDACTED]@db")'
 
 
 def test_a_traceback_logged_line_by_line_is_one_event_even_with_replicas_interleaved() -> None:
@@ -129,15 +130,12 @@ def test_a_traceback_logged_line_by_line_is_one_event_even_with_replicas_interle
         "GET /x 500 3ms",
     ]
     assert merge_continuations(events) == events
-    assert result["total_lines"] == 3
-    (trace,) = result["stack_traces"]
-    assert trace["exception"] == "KeyError: 'sku-1'"
-    assert trace["frames"][-1] == {
-        "file": "/app/inventory/api.py",
-        "line": 12,
-        "function": "get_x",
-        "code": "return items[key]",
-    }
+    assert result.total_lines == 3
+    (trace,) = result.stack_traces
+    assert trace.exception == "KeyError: 'sku-1'"
+    assert trace.frames[-1] == StackFrame(
+        file="/app/inventory/api.py", line=12, function="get_x", code="return items[key]", language="python"
+    )
 
 
 def test_same_trace_with_different_values_groups_together() -> None:
@@ -148,12 +146,12 @@ def test_same_trace_with_different_values_groups_together() -> None:
             "ERROR",
         )
 
-    traces = compress_logs([crash("sku-1"), crash("sku-2"), crash("sku-3")])["stack_traces"]
-    assert [(t["exception"], t["count"]) for t in traces] == [("KeyError: 'sku-1'", 3)]
+    traces = compress_logs([crash("sku-1"), crash("sku-2"), crash("sku-3")]).stack_traces
+    assert [(t.exception, t.count) for t in traces] == [("KeyError: 'sku-1'", 3)]
 
 
 def test_empty_input() -> None:
-    assert compress_logs([]) == {
+    assert compress_logs([]).for_model() == {
         "total_lines": 0,
         "window": {"first": None, "last": None},
         "levels": {},
@@ -180,11 +178,11 @@ def test_over_budget_drops_the_least_important_and_says_so() -> None:
     result = compress_logs(entries, max_tokens=1000)
 
     assert size_in_tokens(result) <= 1000
-    assert result["stack_traces"]
-    kept_errors = [t for t in result["templates"] if t["level"] == "ERROR"]
+    assert result.stack_traces
+    kept_errors = [t for t in result.templates if t.level == "ERROR"]
     assert len(kept_errors) == 6
-    dropped = 306 - len(result["templates"])
-    assert result["omitted"].startswith(f"Left out to stay under 1000 tokens: {dropped} of 306 templates")
+    dropped = 306 - len(result.templates)
+    assert result.omitted.startswith(f"Left out to stay under 1000 tokens: {dropped} of 306 templates")
 
 
 def test_a_huge_trace_is_shortened_not_dropped() -> None:
@@ -194,10 +192,10 @@ def test_a_huge_trace_is_shortened_not_dropped() -> None:
     )
 
     assert size_in_tokens(result) <= 800
-    (trace,) = result["stack_traces"]
-    assert "characters left out" in trace["text"]
-    assert trace["text"].endswith("RecursionError: deep")
-    assert trace["frames"][-1]["file"] == "/app/m399.py"
+    (trace,) = result.stack_traces
+    assert "characters left out" in trace.text
+    assert trace.text.endswith("RecursionError: deep")
+    assert trace.frames[-1].file == "/app/m399.py"
 
 
 def test_novelty_ranks_what_appeared_with_the_alert_first() -> None:
@@ -208,14 +206,15 @@ def test_novelty_ranks_what_appeared_with_the_alert_first() -> None:
     entries += [entry("GET /healthz 200 1ms", ts=after)]
 
     alert = datetime(2026, 11, 24, 6, 2, tzinfo=UTC)
-    templates = compress_logs(entries, alert_start=alert)["templates"]
+    templates = compress_logs(entries, alert_start=alert).templates
 
-    assert [(t["template"], t["new"], t["count"]) for t in templates] == [
+    assert [(t.template, t.new, t.count) for t in templates] == [
         ("payment gateway answered <n>", True, 2),  # new since the alert beats the more frequent
         ("db pool exhausted, waited <n>ms", False, 6),
         ("GET /healthz 200 <n>ms", True, 1),
     ]
-    assert "new" not in compress_logs(entries)["templates"][0]  # no alert start: no novelty claimed
+    unanchored = compress_logs(entries).templates[0]  # no alert start: no novelty claimed
+    assert unanchored.new is None and "new" not in unanchored.for_model()
 
 
 def test_a_new_trace_is_the_top_frame_over_an_older_more_frequent_one() -> None:
@@ -228,8 +227,8 @@ def test_a_new_trace_is_the_top_frame_over_an_older_more_frequent_one() -> None:
 
     result = compress_logs(entries, alert_start=datetime(2026, 11, 24, 6, 2, tzinfo=UTC))
 
-    assert result["top_frame"]["file"] == "/app/new.py"
-    assert [t["new"] for t in result["stack_traces"]] == [True, False]
+    assert result.top_frame is not None and result.top_frame.file == "/app/new.py"
+    assert [t.new for t in result.stack_traces] == [True, False]
 
 
 ROUTINE = [f"{verb} /api/v1/{noun}/{{n}} 200 {{n}}ms" for verb in ("GET", "PUT") for noun in "abcdefghij"]
@@ -260,8 +259,8 @@ def test_every_distinct_error_template_survives_within_the_budget(
     result = compress_logs(entries, max_tokens=max_tokens)
 
     assert size_in_tokens(result) <= max_tokens
-    kept = {t["template"] for t in result["templates"] if t["level"] == "ERROR"}
+    kept = {t.template for t in result.templates if t.level == "ERROR"}
     assert kept == {template_of(message.format(n=1)) for message in errors}
-    assert (result["omitted"] is None) == (
-        len(result["templates"]) == len({template_of(r) for r in routine}) + len(errors)
+    assert (result.omitted is None) == (
+        len(result.templates) == len({template_of(r) for r in routine}) + len(errors)
     )

@@ -13,6 +13,7 @@ from fakes.base import RecordedRequest, Response, http_date, wall_clock
 from fakes.logs_fake import FakeLogs
 from loki_fake import FakeLoki
 
+from services.contracts.tool_results import TimeRange
 from services.contracts.tools import FetchLogsArgs
 from services.tools.errors import BackendError
 from services.tools.log_compression import size_in_tokens
@@ -108,10 +109,10 @@ def lb_only(lb: FakeLogs, http: httpx.AsyncClient) -> dict[str, LogSource]:
 async def test_fetch_logs_keeps_the_service_replicas(lb: FakeLogs, http: httpx.AsyncClient) -> None:
     result = await fetch_logs(lb_only(lb, http), FetchLogsArgs(service="inventory"), 2000, NOW)
 
-    assert result["total_lines"] == 3  # the traceback logged line by line is one event
-    assert result["levels"] == {"ERROR": 1, "INFO": 1, "DEBUG": 1}
-    assert result["stack_traces"][0]["frames"][-1]["line"] == 47
-    assert result["query"] == {
+    assert result.total_lines == 3  # the traceback logged line by line is one event
+    assert result.levels == {"ERROR": 1, "INFO": 1, "DEBUG": 1}
+    assert result.stack_traces[0].frames[-1].line == 47
+    assert result.query is not None and result.query.for_model() == {
         "service": "inventory",
         "level": None,
         "seconds": 300,
@@ -124,8 +125,8 @@ async def test_fetch_logs_keeps_the_service_replicas(lb: FakeLogs, http: httpx.A
 async def test_level_filter_keeps_whole_traces(lb: FakeLogs, http: httpx.AsyncClient) -> None:
     result = await fetch_logs(lb_only(lb, http), FetchLogsArgs(level="warning"), 2000, NOW)
 
-    assert result["levels"] == {"ERROR": 1, "WARN": 1}
-    assert result["stack_traces"][0]["exception"] == "TypeError: 'NoneType' object is not subscriptable"
+    assert result.levels == {"ERROR": 1, "WARN": 1}
+    assert result.stack_traces[0].exception == "TypeError: 'NoneType' object is not subscriptable"
 
 
 async def test_an_unknown_level_is_refused_before_asking(lb: FakeLogs, http: httpx.AsyncClient) -> None:
@@ -139,8 +140,8 @@ async def test_an_unknown_level_is_refused_before_asking(lb: FakeLogs, http: htt
 async def test_no_match_names_the_services_that_were_there(lb: FakeLogs, http: httpx.AsyncClient) -> None:
     result = await fetch_logs(lb_only(lb, http), FetchLogsArgs(service="inventroy"), 2000, NOW)
 
-    assert result["total_lines"] == 0
-    assert result["query"]["services_seen"] == ["checkout-1", "inventory-1", "inventory-2", "inventory-api-1"]
+    assert result.total_lines == 0
+    assert result.query.services_seen == ["checkout-1", "inventory-1", "inventory-2", "inventory-api-1"]
 
 
 @pytest.mark.parametrize(
@@ -227,8 +228,8 @@ async def test_around_the_alert_start_the_window_is_cut_and_new_lines_marked(htt
         result = await fetch_logs(lb_only(lb, http), args, 2000, BASE + timedelta(seconds=60))
 
     assert lb.requests[0].arg("seconds") == "80"  # the tail reaches back to the window's start
-    assert result["query"]["window"] == {"start": "2026-11-24T05:59:40Z", "end": "2026-11-24T06:00:40Z"}
-    assert [(t["level"], t["new"]) for t in result["templates"]] == [("ERROR", True), ("WARN", False)]
+    assert result.query.window == TimeRange(start="2026-11-24T05:59:40Z", end="2026-11-24T06:00:40Z")
+    assert [(t.level, t.new) for t in result.templates] == [("ERROR", True), ("WARN", False)]
 
 
 def loki_stream(*lines: tuple[int, str]) -> tuple[dict[str, str], list[tuple[int, str]]]:
@@ -247,12 +248,12 @@ async def test_both_sources_are_merged_in_time_order_without_duplicates(http: ht
         }
         result = await fetch_logs(sources, FetchLogsArgs(service="checkout"), 2000, NOW)
 
-    assert result["total_lines"] == 3
-    assert result["query"]["sources"] == {
+    assert result.total_lines == 3
+    assert result.query.sources == {
         "lb": {"seconds": 300, "lines": 2},
         "loki": {"selector": '{service="checkout"}', "lines": 2},
     }
-    assert [t["level"] for t in result["templates"]] == ["ERROR", "WARN", "INFO"]
+    assert [t.level for t in result.templates] == ["ERROR", "WARN", "INFO"]
 
 
 async def test_one_failing_source_is_reported_beside_the_other(http: httpx.AsyncClient) -> None:
@@ -264,8 +265,8 @@ async def test_one_failing_source_is_reported_beside_the_other(http: httpx.Async
         }
         result = await fetch_logs(sources, FetchLogsArgs(), 2000, NOW)
 
-    assert result["total_lines"] == 1
-    assert "too many outstanding requests" in result["query"]["sources"]["failed"]["loki"]
+    assert result.total_lines == 1
+    assert "too many outstanding requests" in result.query.sources["failed"]["loki"]
 
 
 async def test_all_sources_failing_is_the_error(http: httpx.AsyncClient) -> None:
@@ -289,5 +290,5 @@ async def test_an_old_alert_still_gets_the_recent_lines_with_a_note() -> None:
         async with httpx.AsyncClient() as http:
             args = FetchLogsArgs(service="shop", starts_at=now - timedelta(hours=3))
             result = await fetch_logs({"lb": LogsClient(lb.url, http)}, args, 2000, now)
-    assert result["total_lines"] == 1
-    assert "instead" in result["query"]["note"]
+    assert result.total_lines == 1
+    assert "instead" in result.query.note

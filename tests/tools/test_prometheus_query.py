@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fakes.prometheus_fake import FakePrometheus
 
+from services.contracts.tool_results import InstantSample, PrometheusResult, PrometheusSeries, RangeSeries
 from services.contracts.tools import QueryPrometheusArgs
 from services.tools.log_compression import size_in_tokens
 from services.tools.prometheus import PrometheusClient
@@ -58,9 +59,9 @@ def test_instant_series_largest_first() -> None:
         ],
     }
     assert instant_series(data) == [
-        {"metric": {"code": "503"}, "value": 12.5},
-        {"metric": {"code": "200"}, "value": 5.0},
-        {"metric": {"code": "500"}, "value": None},
+        InstantSample(metric={"code": "503"}, value=12.5),
+        InstantSample(metric={"code": "200"}, value=5.0),
+        InstantSample(metric={"code": "500"}, value=None),
     ]
 
 
@@ -75,21 +76,25 @@ def test_range_series_sit_on_the_grid_with_gaps() -> None:
         ],
     }
     assert range_series(data, start, 30, 3) == [
-        {"metric": {"pod": "b"}, "values": [None, 7.0, None]},
-        {"metric": {"pod": "a"}, "values": [1.0, None, 2.0]},
+        RangeSeries(metric={"pod": "b"}, values=[None, 7.0, None]),
+        RangeSeries(metric={"pod": "a"}, values=[1.0, None, 2.0]),
     ]
 
 
 def test_series_over_the_budget_are_left_out_and_counted() -> None:
-    series = [{"metric": {"worker": f"w{i:02d}", "pool": "batch"}, "value": float(i)} for i in range(80)]
+    series: list[PrometheusSeries] = [
+        InstantSample(metric={"worker": f"w{i:02d}", "pool": "batch"}, value=float(i)) for i in range(80)
+    ]
 
-    result = fit_series({"query": "worker_busy"}, series, max_tokens=400)
+    result = fit_series(PrometheusResult(query="worker_busy", result_type="vector"), series, max_tokens=400)
 
     assert size_in_tokens(result) <= 400
-    assert result["series_total"] == 80
-    kept = len(result["series"])
+    assert result.series_total == 80
+    kept = len(result.series)
     assert 0 < kept < 50
-    assert result["omitted"].startswith(f"{80 - kept} of 80 series left out to stay under 400 tokens")
+    assert result.omitted is not None and result.omitted.startswith(
+        f"{80 - kept} of 80 series left out to stay under 400 tokens"
+    )
 
 
 async def test_an_instant_query(http: httpx.AsyncClient) -> None:
@@ -97,7 +102,7 @@ async def test_an_instant_query(http: httpx.AsyncClient) -> None:
         result = await query_prometheus(
             PrometheusClient(prom.url, http), QueryPrometheusArgs(query="sum(up)"), 2000, NOW
         )
-    assert result == {
+    assert result.for_model() == {  # what the model reads
         "query": "sum(up)",
         "result_type": "vector",
         "at": "2026-11-24T06:05:00Z",
@@ -114,12 +119,12 @@ async def test_a_range_query_at_the_alert_time(http: httpx.AsyncClient) -> None:
     with FakePrometheus({"sum(up)": 3}) as prom:
         result = await query_prometheus(PrometheusClient(prom.url, http), args, 2000, NOW)
 
-    assert (result["start"], result["end"], result["step_seconds"]) == (
+    assert (result.start, result.end, result.step_seconds) == (
         "2026-11-24T05:32:12Z",  # 60 points of 31 s: a little more than the 30 minutes asked
         "2026-11-24T06:02:41Z",
         31,
     )
-    assert result["series"] == [{"metric": {}, "values": [3.0] * 60}]
+    assert result.series == [RangeSeries(metric={}, values=[3.0] * 60)]
     assert prom.requests[0].arg("step") == "31"
 
 
@@ -133,7 +138,7 @@ async def test_a_scalar_query(http: httpx.AsyncClient) -> None:
             result = await query_prometheus(
                 PrometheusClient("http://prom", mock), QueryPrometheusArgs(query="scalar(x)"), 2000, NOW
             )
-    assert result == {
+    assert result.for_model() == {
         "query": "scalar(x)",
         "result_type": "scalar",
         "at": "2026-11-24T06:05:00Z",

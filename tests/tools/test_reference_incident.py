@@ -38,9 +38,10 @@ def test_a_tenth_of_the_tokens_with_every_error_signature_and_the_frame() -> Non
     raw, compressed = estimate_tokens(json.dumps(lines)), size_in_tokens(result)
     assert compressed <= 2000
     assert compressed * 10 <= raw
-    errors = [t for t in result["templates"] if t["level"] == "ERROR"]
-    assert sorted(t["template"] for t in errors) == sorted(ERROR_TEMPLATES)
-    assert [t["new"] for t in errors] == [True, True, False]  # the two that came with the alert first
-    assert (result["top_frame"]["file"], result["top_frame"]["line"]) == (PRICING_FILE, PRICING_LINE)
-    dumped = json.dumps(result)
+    errors = [t for t in result.templates if t.level == "ERROR"]
+    assert sorted(t.template for t in errors) == sorted(ERROR_TEMPLATES)
+    assert [t.new for t in errors] == [True, True, False]  # the two that came with the alert first
+    assert result.top_frame is not None
+    assert (result.top_frame.file, result.top_frame.line) == (PRICING_FILE, PRICING_LINE)
+    dumped = result.model_dump_json()
     assert "@example.com" not in dumped and "Bearer eyJ" not in dumped

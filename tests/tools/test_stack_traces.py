@@ -14,18 +14,20 @@ from services.tools.stack_traces import parse_trace, top_frame
 def test_a_trace_in_one_event_is_kept_whole_and_parsed(crash: Crash) -> None:
     result = compress_logs([entry(crash.text, "ERROR"), entry("GET /healthz 200 1ms")])
 
-    (trace,) = result["stack_traces"]
-    assert trace["text"] == crash.text
-    assert trace["exception"] == crash.exception
-    assert len(trace["frames"]) == crash.frame_count
-    frame = result["top_frame"]
-    assert (frame["file"], frame["line"], frame["function"]) == (
+    (trace,) = result.stack_traces
+    assert trace.text == crash.text
+    assert trace.exception == crash.exception
+    assert len(trace.frames) == crash.frame_count
+    assert {f.language for f in trace.frames} == {crash.language}
+    frame = result.top_frame
+    assert frame is not None
+    assert (frame.file, frame.line, frame.function) == (
         crash.top_file,
         crash.top_line,
         crash.top_function,
     )
-    assert result["templates"][0]["level"] == "ERROR"
-    assert crash.exception.split(":")[0] in result["templates"][0]["template"]
+    assert result.templates[0].level == "ERROR"
+    assert crash.exception.split(":")[0] in result.templates[0].template
 
 
 @pytest.mark.parametrize("crash", CRASHES, ids=[c.language for c in CRASHES])
@@ -35,16 +37,16 @@ def test_a_trace_logged_line_by_line_is_joined_again(crash: Crash) -> None:
 
     result = compress_logs(lines)
 
-    (trace,) = result["stack_traces"]
-    assert trace["exception"] == crash.exception
-    assert crash.text.endswith(trace["text"].split("\n", 1)[1])  # every line from the exception on
-    frame = result["top_frame"]
-    assert (frame["file"], frame["line"]) == (crash.top_file, crash.top_line)
+    (trace,) = result.stack_traces
+    assert trace.exception == crash.exception
+    assert crash.text.endswith(trace.text.split("\n", 1)[1])  # every line from the exception on
+    frame = result.top_frame
+    assert frame is not None and (frame.file, frame.line) == (crash.top_file, crash.top_line)
 
 
 def test_python_frames_carry_their_code_line() -> None:
-    (trace,) = compress_logs([entry(CRASHES[0].text, "ERROR")])["stack_traces"]
-    assert trace["frames"][-1]["code"] == (
+    (trace,) = compress_logs([entry(CRASHES[0].text, "ERROR")]).stack_traces
+    assert trace.frames[-1].code == (
         "return sum(line.price * line.qty for line in order.lines) / order.discount"
     )
 
@@ -64,7 +66,8 @@ def test_dotnet_frames_without_symbols_are_parsed_but_not_a_top_frame() -> None:
         "Acme.Stock.Picker.Next",
         "System.Linq.ThrowHelper.ThrowNoElementsException",
     ]
-    assert top_frame({"stack_traces": [{"frames": [f.as_dict() for f in trace.frames]}]}) is None
+    assert {f.language for f in trace.frames} == {"dotnet"}
+    assert top_frame(compress_logs([entry(text, "ERROR")]).stack_traces) is None
 
 
 def test_chained_python_traceback_reports_the_raised_exception() -> None:
@@ -94,15 +97,16 @@ def test_java_trace_frames_are_innermost_last_and_top_frame_skips_the_jdk() -> N
 
     result = compress_logs(lines)
 
-    (trace,) = result["stack_traces"]
-    assert trace["exception"] == 'java.lang.NullPointerException: Cannot invoke "Item.price()"'
-    assert [(f["file"], f["line"]) for f in trace["frames"]] == [
+    (trace,) = result.stack_traces
+    assert trace.exception == 'java.lang.NullPointerException: Cannot invoke "Item.price()"'
+    assert [(f.file, f.line) for f in trace.frames] == [
         ("OrderController.java", 17),
         ("PriceService.java", 42),
         ("Objects.java", 233),
     ]
-    assert "Caused by: java.io.IOException: boom" in trace["text"]
-    assert top_frame(result) == {
+    assert "Caused by: java.io.IOException: boom" in trace.text
+    assert top_frame(result.stack_traces) == result.top_frame
+    assert result.top_frame is not None and result.top_frame.for_model() == {
         "file": "PriceService.java",
         "line": 42,
         "function": "com.acme.orders.PriceService.total",
@@ -118,13 +122,14 @@ def test_node_trace() -> None:
         "    at /srv/app/src/server.js:10:3"
     )
     result = compress_logs([entry(text, "ERROR")])
-    trace = result["stack_traces"][0]
-    assert [(f["file"], f["line"], f["function"]) for f in trace["frames"]] == [
+    trace = result.stack_traces[0]
+    assert [(f.file, f.line, f.function) for f in trace.frames] == [
         ("/srv/app/src/server.js", 10, "<anonymous>"),
         ("/srv/app/node_modules/express/lib/router/layer.js", 95, "Layer.handle"),
         ("/srv/app/src/users.js", 42, "getUser"),
     ]
-    assert top_frame(result) == {
+    assert top_frame(result.stack_traces) == result.top_frame
+    assert result.top_frame is not None and result.top_frame.for_model() == {
         "file": "/srv/app/src/users.js",
         "line": 42,
         "function": "getUser",
@@ -145,14 +150,15 @@ def test_go_panic() -> None:
         "\t/usr/local/go/src/net/http/server.go:2122 +0x2f\n"
     )
     result = compress_logs([entry(text, "ERROR")])
-    trace = result["stack_traces"][0]
-    assert trace["exception"].startswith("panic: runtime error: invalid memory address")
-    assert [(f["file"], f["line"]) for f in trace["frames"]] == [
+    trace = result.stack_traces[0]
+    assert trace.exception.startswith("panic: runtime error: invalid memory address")
+    assert [(f.file, f.line) for f in trace.frames] == [
         ("/usr/local/go/src/net/http/server.go", 2122),
         ("/src/main.go", 17),
         ("/src/store/store.go", 42),
     ]
-    assert top_frame(result) == {
+    assert top_frame(result.stack_traces) == result.top_frame
+    assert result.top_frame is not None and result.top_frame.for_model() == {
         "file": "/src/store/store.go",
         "line": 42,
         "function": "main.(*Store).Get",
@@ -166,8 +172,9 @@ def test_top_frame_is_none_without_application_frames() -> None:
         '  File "/usr/local/lib/python3.11/site-packages/httpx/_client.py", line 1, in send\n    x()\n'
         "httpx.ConnectError: refused"
     )
-    assert top_frame(compress_logs([entry(text, "ERROR")])) is None
-    assert top_frame(compress_logs([])) is None
+    assert top_frame(compress_logs([entry(text, "ERROR")]).stack_traces) is None
+    assert compress_logs([entry(text, "ERROR")]).top_frame is None
+    assert top_frame(compress_logs([]).stack_traces) is None
 
 
 def test_tracebacks_logged_line_by_line_stay_apart_unless_chained() -> None:

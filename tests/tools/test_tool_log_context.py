@@ -11,15 +11,16 @@ from tools_service import answer, call, tools_service
 
 from services.contracts import tools
 from services.contracts.models import ToolRequest
+from services.contracts.tool_results import LogsResult
 from services.runtime.observability import current_incident
 from services.tools.errors import BackendError
 
 tool_log = logging.getLogger("oncall.tools.logs")
 
 
-async def scan(_: Any) -> dict[str, Any]:
+async def scan(_: Any) -> LogsResult:
     tool_log.info("scanned 1200 lines")  # a line logged by the tool itself, mid-request
-    return {"lines": 1200}
+    return LogsResult(total_lines=1200)
 
 
 async def unreachable(_: Any) -> Any:

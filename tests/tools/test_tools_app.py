@@ -19,6 +19,7 @@ from tools_service import answer, call, tools_service
 
 from services.contracts import tools
 from services.contracts.models import ToolRequest, ToolResult
+from services.contracts.tool_results import CodeWindow, ErrorRateResult, LogsResult
 from services.contracts.tools import ToolSpec
 from services.runtime.demo import DEMO_BUGGY_FILE, DEMO_BUGGY_LINE, demo_log_lines, install_demo_code
 from services.tools import metrics
@@ -72,19 +73,22 @@ async def test_an_investigation_of_the_demo_incident(service: NatsBroker) -> Non
         call(service, tools.FETCH_LOGS, {"service": "inventory", "seconds": 300}),
         call(service, tools.COMPUTE_ERROR_RATE, {"service": "inventory"}),
     )
-    assert logs.ok and rate.ok
+    found, rates = logs.output(LogsResult), rate.output(ErrorRateResult)
+    assert found is not None and rates is not None  # typed results, back from the bus
     assert logs.tool == "fetch_logs" and logs.elapsed_ms > 0
-    assert size_in_tokens(logs.data) <= 2000  # ONCALL_TOOL_MAX_TOKENS' default
-    frame = top_frame(logs.data)
-    assert frame is not None
-    assert (frame["file"], frame["line"]) == (f"/app/{DEMO_BUGGY_FILE}", DEMO_BUGGY_LINE)
-    assert rate.data["error_rate_percent"] == 23.23
+    assert size_in_tokens(found) <= 2000  # ONCALL_TOOL_MAX_TOKENS' default
+    frame = found.top_frame
+    assert frame is not None and frame == top_frame(found.stack_traces)
+    assert (frame.file, frame.line, frame.language) == (f"/app/{DEMO_BUGGY_FILE}", DEMO_BUGGY_LINE, "python")
+    assert rates.error_rate_percent == 23.23
 
-    code = await call(service, tools.FETCH_CODE, {"file_path": frame["file"], "line": frame["line"]})
+    code = await call(service, tools.FETCH_CODE, {"file_path": frame.file, "line": frame.line})
 
-    assert code.ok
-    assert code.data["path"] == DEMO_BUGGY_FILE
-    assert f"> {DEMO_BUGGY_LINE} |" in code.data["code"]
+    window = code.output(CodeWindow)
+    assert window is not None
+    assert window.path == DEMO_BUGGY_FILE
+    assert window.line_text == '    available = entry["available"] - entry["reserved"]'
+    assert f"> {DEMO_BUGGY_LINE} |" in window.for_model()["code"]
 
 
 @pytest.mark.parametrize(
@@ -187,10 +191,11 @@ async def test_fifty_requests_waiting_on_a_slow_backend_are_served_at_once(
 async def test_the_token_budget_is_a_setting(nats_url: str, lb: FakeLogs) -> None:
     async with tools_service(nats_url, LB_URL=lb.url, ONCALL_TOOL_MAX_TOKENS=600) as broker:
         result = await call(broker, tools.FETCH_LOGS, {"service": "inventory"})
-    assert result.ok
-    assert size_in_tokens(result.data) <= 600
-    assert "600 tokens" in result.data["omitted"]
-    assert result.data["top_frame"]["line"] == DEMO_BUGGY_LINE  # what matters most is kept
+    found = result.output(LogsResult)
+    assert found is not None and found.omitted is not None and found.top_frame is not None
+    assert size_in_tokens(found) <= 600
+    assert "600 tokens" in found.omitted
+    assert found.top_frame.line == DEMO_BUGGY_LINE  # what matters most is kept
 
 
 async def test_replicas_share_the_requests_through_the_queue_group(nats_url: str) -> None:

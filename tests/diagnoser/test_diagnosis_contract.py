@@ -1,0 +1,45 @@
+"""The diagnosis is declared once: `Diagnosis` is the model's `send_diagnosis` arguments plus how
+it was made, and the schema the model is given is the arguments' alone."""
+
+import json
+
+import pytest
+
+from services.contracts import tools
+from services.contracts.models import Diagnosis, SendDiagnosisArgs
+from services.diagnoser.investigation import parse_diagnosis
+from services.diagnoser.model import ModelError
+
+ARGS = {
+    "root_cause": "Orders without currency",
+    "affected_file": "checkout/payments.py",
+    "line": 31,
+    "evidence": ["KeyError: 'currency'"],
+    "priority": "P1",
+    "suggested_fix": "default the currency",
+    "next_steps": ["fix"],
+    "confidence": 0.8,
+}
+
+
+def test_a_diagnosis_is_the_send_diagnosis_arguments_and_how_it_was_made() -> None:
+    assert tools.SEND_DIAGNOSIS.args_model is SendDiagnosisArgs
+    assert issubclass(Diagnosis, SendDiagnosisArgs)
+    assert set(Diagnosis.model_fields) - set(SendDiagnosisArgs.model_fields) == {"method", "fallback_reason"}
+    diagnosis = parse_diagnosis(json.dumps(ARGS))
+    assert diagnosis.model_dump() == {**ARGS, "method": "model", "fallback_reason": None}
+
+
+def test_the_model_must_give_what_a_rule_based_diagnosis_may_leave_out() -> None:
+    parameters = tools.openai_tool(tools.SEND_DIAGNOSIS)["function"]["parameters"]
+    assert parameters["required"] == ["root_cause", "priority", "suggested_fix", "confidence"]
+    assert "description" not in parameters and "title" not in parameters
+    assert list(parameters["properties"]) == list(ARGS)
+    with pytest.raises(ModelError, match="Field required"):
+        parse_diagnosis(json.dumps({"root_cause": "x"}))
+
+    defaults = Diagnosis(root_cause="x", method="rules")
+    assert (defaults.priority, defaults.suggested_fix, defaults.confidence) == ("P2", "", 0.5)
+    schema = Diagnosis.model_json_schema()
+    assert schema["required"] == ["root_cause"]
+    assert schema["properties"]["priority"]["default"] == "P2"
