@@ -1,7 +1,5 @@
 """diagnoser: wiring only; logic in handlers.py and the modules it uses."""
 
-import asyncio
-
 from services.contracts import consumers, subjects
 from services.contracts.models import (
     AlertGroup,
@@ -34,7 +32,6 @@ def wire(ctx: ServiceContext[DiagnoserSettings]) -> ServiceParts:
         model=model,
         max_rounds=settings.max_rounds,
         token_budget=settings.token_budget,
-        in_flight=asyncio.Semaphore(settings.max_concurrent_diagnoses),
         systems=Systems.from_settings(settings),
     )
     router = ServiceRouter(ctx.bus, ctx.service)
@@ -44,6 +41,11 @@ def wire(ctx: ServiceContext[DiagnoserSettings]) -> ServiceParts:
     router.publishes(subjects.TICKETS_REQUESTED, TicketRequested)
     router.publishes(subjects.SILENCES_REQUESTED, SilenceRequested)
 
+    # ONCALL_MAX_CONCURRENT_DIAGNOSES is applied once, here: the firing consumer works on at most
+    # this many alert groups at once, so it bounds every investigation (a first diagnosis, a
+    # re-diagnosis when the group changes, a forced replay) and the model calls it makes. A
+    # semaphore in the handler as well would only hold messages this replica pulled but could
+    # not work on, which another replica could have taken.
     @router.durable(consumers.DIAGNOSER_ALERTS_FIRING, max_workers=settings.max_concurrent_diagnoses)
     async def on_alert_firing(group: AlertGroup) -> None:
         await diagnoser.on_alert_firing(group)

@@ -1,6 +1,5 @@
 """The diagnoser's handlers: alert groups in, diagnoses and answers out, state in KV."""
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +39,6 @@ class Diagnoser:
     model: ModelClient | None
     max_rounds: int
     token_budget: int
-    in_flight: asyncio.Semaphore
     systems: Systems = field(default_factory=Systems)
 
     # --- alerts ---------------------------------------------------------------------
@@ -63,8 +61,7 @@ class Diagnoser:
             # was published (same id: dropped by JetStream if it was) and stop.
             await self._publish_diagnosis(current)
             return
-        async with self.in_flight:
-            await self._diagnose(group, incident_id, current)
+        await self._diagnose(group, incident_id, current)
 
     async def _diagnose(self, group: AlertGroup, incident_id: str, current: Conversation | None) -> None:
         log.info("investigating incident %s: %s", incident_id, group.title)

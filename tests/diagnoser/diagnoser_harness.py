@@ -102,7 +102,6 @@ class Harness:
         model: FakeOpenAI | None = None,
         max_rounds: int = 6,
         token_budget: int = 60_000,
-        concurrency: int = 8,
         openai_timeout: float = 10.0,
     ) -> Diagnoser:
         client = None
@@ -121,7 +120,6 @@ class Harness:
             model=client,
             max_rounds=max_rounds,
             token_budget=token_budget,
-            in_flight=asyncio.Semaphore(concurrency),
         )
 
     async def published(self, subject: str, wait: float = 0.5) -> list[dict[str, Any]]:

@@ -9,6 +9,11 @@ from fakes import FakeOpenAI, tool_call
 from services.contracts import streams, subjects
 from services.contracts.models import Conversation, ToolResult
 from services.contracts.tool_results import CodeWindow, LogsResult
+from services.diagnoser import app as diagnoser_app
+from services.diagnoser.settings import DiagnoserSettings
+from services.runtime.broker import make_broker
+from services.runtime.bus import Bus
+from services.runtime.service import ServiceContext
 from services.tools.log_compression import LogEntry, compress_logs
 
 TRACE = (
@@ -229,15 +234,30 @@ async def test_a_repeat_or_more_of_the_same_is_not_diagnosed_again_a_new_picture
 
 
 async def test_at_most_the_configured_number_of_investigations_run_at_once(harness: Harness) -> None:
+    """ONCALL_MAX_CONCURRENT_DIAGNOSES bounds the investigations of the diagnoser as it is wired
+    (the firing consumer's workers, diagnoser/app.py), on the real NATS."""
     import asyncio
 
     standard_tools(harness)
     harness.tools.delay = 0.2
-    diagnoser = harness.diagnoser(concurrency=2)
-    groups = [alert_group(incident_id=f"conc{n}") for n in range(5)]
-    for n, group in enumerate(groups):
-        group.group_key = f"{group.group_key}-{n}"
-    await asyncio.gather(*(diagnoser.on_alert_firing(g) for g in groups))
+    settings = DiagnoserSettings(ONCALL_MAX_CONCURRENT_DIAGNOSES=2, OPENAI_API_KEY="")
+    broker = make_broker(harness.url, "t-concurrency")
+    bus = Bus(broker)
+    parts = diagnoser_app.wire(ServiceContext(settings=settings, bus=bus))
+    assert parts.router is not None
+    bus.include(parts.router)
+    await broker.start()
+    try:
+        for n in range(5):
+            group = alert_group(incident_id=f"conc{n}")
+            group.group_key = f"{group.group_key}-{n}"
+            await harness.bus.publish_event(subjects.ALERTS_FIRING, group, msg_id=f"conc{n}")
+        for _ in range(150):
+            if len(await harness.published(subjects.INCIDENTS_DIAGNOSED, wait=0)) == 5:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await broker.stop()
     # Each investigation has at most 2 tool calls in flight (logs ‖ error rate).
     assert harness.tools.max_in_flight <= 2 * 2
     assert len(await diagnosed(harness)) == 5
