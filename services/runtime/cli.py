@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("incident")
     inspect.add_argument("--json", action="store_true", help="the raw KV value")
     inspect.add_argument("--data-dir", type=Path)
+    commands.add_parser("eval", help="run the evaluation scenarios (eval/scenarios); see oncall eval --help")
     return parser
 
 
@@ -251,6 +252,11 @@ LEFTOVER_SECONDS = 3.0
 
 
 def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] == ["eval"]:  # the evaluation suite reads its own options
+        from services.runtime.evaluation.command import main as evaluate
+
+        return evaluate(words[1:])
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args)
