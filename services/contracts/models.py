@@ -375,7 +375,6 @@ class ToolResult(BusMessage):
     ok: bool
     data: ToolData | None = None
     error: ToolError | None = None
-    elapsed_ms: float = 0.0
 
     @model_validator(mode="after")
     def _result_or_error(self) -> "ToolResult":
@@ -388,8 +387,8 @@ class ToolResult(BusMessage):
         return self
 
     @classmethod
-    def success(cls, tool: str, data: ToolOutput | None, elapsed_ms: float = 0.0) -> "ToolResult":
-        return cls(tool=tool, ok=True, data=data, elapsed_ms=elapsed_ms)
+    def success(cls, tool: str, data: ToolOutput | None) -> "ToolResult":
+        return cls(tool=tool, ok=True, data=data)
 
     def output(self, kind: type[ResultT]) -> ResultT | None:
         """The result when the tool succeeded with one of this type, else None."""

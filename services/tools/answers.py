@@ -83,7 +83,7 @@ class ToolAnswerMiddleware(BaseMiddleware):
             return await call_next(msg)
         started = time.perf_counter()
         result = await self._outcome(tool, call_next, msg)
-        result.elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        metrics.tool_seconds.labels(tool=tool).observe(time.perf_counter() - started)
         metrics.tool_calls.labels(tool=tool, outcome=result.error.kind if result.error else "ok").inc()
         return result
 

@@ -68,14 +68,24 @@ async def service(
         yield broker
 
 
+def timed(tool: str) -> tuple[float, float]:
+    """How many `tool` requests `oncall_tool_seconds` has timed, and their total seconds."""
+    labels = {"tool": tool}
+    count = metrics.REGISTRY.get_sample_value("oncall_tool_seconds_count", labels) or 0.0
+    return count, metrics.REGISTRY.get_sample_value("oncall_tool_seconds_sum", labels) or 0.0
+
+
 async def test_an_investigation_of_the_demo_incident(service: NatsBroker) -> None:
+    timed_before = timed("fetch_logs")
     logs, rate = await asyncio.gather(
         call(service, tools.FETCH_LOGS, {"service": "inventory", "seconds": 300}),
         call(service, tools.COMPUTE_ERROR_RATE, {"service": "inventory"}),
     )
     found, rates = logs.output(LogsResult), rate.output(ErrorRateResult)
     assert found is not None and rates is not None  # typed results, back from the bus
-    assert logs.tool == "fetch_logs" and logs.elapsed_ms > 0
+    assert logs.tool == "fetch_logs"
+    count, seconds = timed("fetch_logs")
+    assert count == timed_before[0] + 1 and seconds > timed_before[1]  # how long it took: a metric
     assert size_in_tokens(found) <= 2000  # ONCALL_TOOL_MAX_TOKENS' default
     frame = found.top_frame
     assert frame is not None and frame == top_frame(found.stack_traces)
