@@ -1,8 +1,7 @@
-"""Fixtures of the notifier tests: the bus on the session's nats-server (tests/conftest.py),
-a private one when a test needs a bus of its own, the Twilio fake."""
+"""Fixtures of the notifier tests: the bus on the session's nats-server (tests/conftest.py), the
+Twilio fake."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 
 import pytest
 from fakes import FakeTwilio
@@ -13,7 +12,6 @@ from services.contracts import streams
 from services.notifier.settings import NotifierSettings
 from services.runtime.broker import make_broker
 from services.runtime.bus import Bus
-from services.runtime.embedded_nats import EmbeddedNats
 
 ON_CALL = ("+15551230001", "+15551230002")
 TWILIO_NUMBER = "+14155238886"
@@ -33,15 +31,6 @@ async def bus(nats_url: str) -> AsyncIterator[Bus]:
     bus = await connected_bus(nats_url)
     yield bus
     await bus.broker.stop()
-
-
-@pytest.fixture
-async def private_bus(tmp_path: Path) -> AsyncIterator[Bus]:
-    """A bus on a nats-server of its own, for tests whose durable consumers read whole streams."""
-    with EmbeddedNats(tmp_path / "nats") as server:
-        bus = await connected_bus(server.url)
-        yield bus
-        await bus.broker.stop()
 
 
 @pytest.fixture

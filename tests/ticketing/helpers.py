@@ -1,16 +1,17 @@
-"""Helpers shared by the ticketing tests: running the wired service on a real broker, reading what was
-published, and the text of ADF documents."""
+"""Helpers shared by the ticketing tests: running the wired service on a real broker or with FastStream's
+in-memory test broker, reading what was published, and the text of ADF documents."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import nats.errors
 from fakes.jira_fake import FakeJira
-from faststream.nats import NatsBroker
+from faststream.nats import NatsBroker, TestNatsBroker
 
 from services.contracts import streams
 from services.runtime.bus import Bus
@@ -51,6 +52,30 @@ async def wait_until_acked(bus: Bus, durable: str, stream_seq: int) -> None:
             await asyncio.sleep(0.05)
 
 
+def _settings(fake_jira: FakeJira, **env: str) -> TicketingSettings:
+    return TicketingSettings.model_validate(
+        {"JIRA_URL": fake_jira.url, "JIRA_EMAIL": fake_jira.email, "JIRA_API_TOKEN": fake_jira.api_token,
+         "JIRA_PROJECT_KEY": "OPS", **env}
+    )  # fmt: skip
+
+
+@asynccontextmanager
+async def ticketing_in_memory(bus: Bus, fake_jira: FakeJira, **env: str) -> AsyncIterator[NatsBroker]:
+    """The service wired as `oncall run ticketing` does, its handlers run by FastStream's in-memory
+    test broker: a message published to the broker yielded is handled before `publish` returns.
+    KV and the events the service publishes are on `bus` (the real NATS)."""
+    parts = app.wire(ServiceContext(settings=_settings(fake_jira, **env), bus=bus))
+    assert parts.router is not None
+    broker = NatsBroker()
+    broker.include_router(parts.router)
+    try:
+        async with TestNatsBroker(broker) as in_memory:
+            yield in_memory
+    finally:
+        for hook in parts.on_stop:
+            await hook()
+
+
 async def run_ticketing(
     nats_url: str,
     fake_jira: FakeJira,
@@ -59,12 +84,8 @@ async def run_ticketing(
     **env: str,
 ) -> Bus:
     """Wire the service as `oncall run ticketing` does, run `drive` against it, then stop it."""
-    settings = TicketingSettings.model_validate(
-        {"NATS_URL": nats_url, "JIRA_URL": fake_jira.url, "JIRA_EMAIL": fake_jira.email,
-         "JIRA_API_TOKEN": fake_jira.api_token, "JIRA_PROJECT_KEY": "OPS", **env}
-    )  # fmt: skip
     bus = Bus(broker)
-    parts = app.wire(ServiceContext(settings=settings, bus=bus))
+    parts = app.wire(ServiceContext(settings=_settings(fake_jira, **env), bus=bus))
     assert parts.router is not None
     bus.include(parts.router)
     await broker.connect()

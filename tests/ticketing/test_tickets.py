@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 from fakes.jira_fake import DEFAULT_SCREEN_FIELDS, FakeJira
-from faststream.nats import NatsBroker
 from pydantic import BaseModel
-from ticketing.helpers import published, run_ticketing, texts, wait_until_acked
+from ticketing.helpers import published, texts, ticketing_in_memory
 
-from services.contracts import consumers, streams, subjects
+from services.contracts import streams, subjects
 from services.contracts.models import (
     Diagnosis,
     NotifyText,
@@ -464,21 +463,16 @@ async def test_a_redelivered_new_ticket_request_finds_its_own_issue_not_the_firs
     assert len(fake_jira.issues) == 2
 
 
-# --- through the broker ----------------------------------------------------------------------------
+# --- the wired handler ----------------------------------------------------------------------------
 
 
-async def test_through_the_broker_a_replayed_request_is_answered_once(
-    clean_bus: str, fake_jira: FakeJira, broker: NatsBroker
-) -> None:
+async def test_the_wired_handler_answers_a_replayed_request_once(fake_jira: FakeJira, bus: Bus) -> None:
     req = _request("Ravi Kumar", priority="P1")
 
-    async def replay_twice(bus: Bus) -> None:
-        # The same request twice under different Nats-Msg-Ids, as a `nats pub` replay would be.
-        await bus.publish_event(subjects.TICKETS_REQUESTED, req, msg_id=f"{req.request_id}-1")
-        last = await bus.publish_event(subjects.TICKETS_REQUESTED, req, msg_id=f"{req.request_id}-2")
-        await wait_until_acked(bus, consumers.TICKETING_REQUESTED.durable, last.seq)
-
-    bus = await run_ticketing(clean_bus, fake_jira, broker, replay_twice, JIRA_PRIORITY_MAP="P1=Highest")
+    async with ticketing_in_memory(bus, fake_jira, JIRA_PRIORITY_MAP="P1=Highest") as broker:
+        # The same request delivered twice, as a `nats pub` replay (another Nats-Msg-Id) makes it.
+        await broker.publish(req.to_bytes(), subjects.TICKETS_REQUESTED)
+        await broker.publish(req.to_bytes(), subjects.TICKETS_REQUESTED)
 
     assert len(fake_jira.issues) == 1 and fake_jira.issues[0]["assignee"] == {"accountId": "acc-ravi"}
     assert fake_jira.issues[0]["priority"] == {"name": "Highest"}
