@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 # --- fetch_logs ------------------------------------------------------------------------------
 
 Language = Literal["python", "java", "node", "go", "dotnet"]
+# How a template's (or a trace's) rate moved at the alert's start: first seen then (or just
+# before), several times its earlier rate, about the same as before, or seen only before it.
+Change = Literal["new", "jumped", "steady", "stopped"]
 
 
 class StackFrame(BaseModel):
@@ -29,9 +32,24 @@ class StackFrame(BaseModel):
     function: str
     code: str | None = Field(default=None, description="The source line the trace printed (Python)")
     language: Language
+    source_path: str | None = Field(
+        default=None,
+        description="Where the package or namespace puts the file (`com/shop/Cart.java` for "
+        "`com.shop.Cart.total` in `Cart.java`), when the trace printed no directory",
+    )
+
+    @property
+    def lookup_path(self) -> str:
+        """What to look the file up by in the repository: the package's path when the trace gave
+        only a file name (or no file), else the file as printed."""
+        return self.source_path or self.file
 
     def for_model(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "function": self.function, "code": self.code}
+        view: dict[str, Any] = {"file": self.file, "line": self.line, "function": self.function}
+        view["code"] = self.code
+        if self.source_path is not None:
+            view["source_path"] = self.source_path
+        return view
 
 
 class LogTemplate(BaseModel):
@@ -46,6 +64,9 @@ class LogTemplate(BaseModel):
     last_seen: str
     example: str = Field(description="One occurrence, redacted (its first line when a trace follows)")
     new: bool | None = Field(default=None, description="First seen at or after the alert's start")
+    before: int | None = Field(default=None, description="Occurrences before the alert's start")
+    change: Change | None = Field(default=None, description="How its rate moved at the alert's start")
+    service: str | None = Field(default=None, description="Whose lines these are (neighbours only)")
 
     def for_model(self) -> dict[str, Any]:
         view: dict[str, Any] = {
@@ -56,8 +77,12 @@ class LogTemplate(BaseModel):
             "last_seen": self.last_seen,
             "example": self.example,
         }
+        if self.service is not None:
+            view = {"service": self.service, **view}
         if self.new is not None:
             view["new"] = self.new
+        if self.change is not None:
+            view["change"] = self.change
         return view
 
 
@@ -72,6 +97,7 @@ class StackTrace(BaseModel):
     frames: list[StackFrame] = Field(description="Innermost LAST, whatever the language")
     text: str = Field(description="The whole event, redacted; cut in the middle when too long")
     new: bool | None = Field(default=None, description="First seen at or after the alert's start")
+    change: Change | None = Field(default=None, description="How its rate moved at the alert's start")
 
     def for_model(self) -> dict[str, Any]:
         view: dict[str, Any] = {
@@ -83,6 +109,8 @@ class StackTrace(BaseModel):
         }
         if self.new is not None:
             view["new"] = self.new
+        if self.change is not None:
+            view["change"] = self.change
         return view
 
 
@@ -153,6 +181,16 @@ class LogsResult(BaseModel):
         default=None,
         description="The innermost application frame (with a file) of the first stack trace that has one",
     )
+    code_frames: list[StackFrame] = Field(
+        default_factory=list,
+        description="The application frames of that trace, innermost first (top_frame, then its "
+        "callers): the next to look up when a file is not in the repository",
+    )
+    neighbours: list[LogTemplate] = Field(
+        default_factory=list,
+        description="Warnings and errors of other services that name this one (its callers' view) "
+        "or that this one names (its dependencies' own view)",
+    )
     query: LogsQuery | None = None
 
     def for_model(self) -> dict[str, Any]:
@@ -165,6 +203,8 @@ class LogsResult(BaseModel):
             "omitted": self.omitted,
             "top_frame": self.top_frame.for_model() if self.top_frame is not None else None,
         }
+        if self.neighbours:
+            view["neighbours"] = [template.for_model() for template in self.neighbours]
         if self.query is not None:
             view["query"] = self.query.for_model()
         return view

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from services.contracts.tool_results import CodeWindow, CommitSummary
 from services.runtime.text import clip
 from services.tools.commits import CommitPage, commit_title
 from services.tools.errors import BackendError, get, json_body, retry_after_seconds, retrying, status_error
-from services.tools.paths import candidate_paths
+from services.tools.paths import SKIPPED_DIRS, best_match, candidate_paths
 from services.tools.redaction import redact
 from services.tools.times import iso
 
@@ -27,17 +28,24 @@ MAX_LINE_CHARS = 300
 # type. Past 10 MB a file is generated or data, not code a person changed: not read.
 MAX_FILE_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_CHARS = 12_000
+# A file looked up by name: how many files of a checkout are searched, and how many of several
+# equally good matches the error names.
+MAX_SEARCHED_FILES = 200_000
+MAX_LISTED_MATCHES = 5
 API_VERSION = "2022-11-28"
 RAW_MEDIA_TYPE = "application/vnd.github.raw+json"
 
 
 class CodeSource(Protocol):
-    """Where files are read from; `read` returns None when there is no such file."""
+    """Where files are read from; `read` returns None when there is no such file; `files_named`
+    lists the repository's paths of the files with that name (for a frame whose path differs)."""
 
     ref: str
     label: str
 
     async def read(self, path: str) -> str | None: ...
+
+    async def files_named(self, name: str) -> list[str]: ...
 
 
 def numbered_window(
@@ -95,13 +103,27 @@ class CodeClient:
         self.max_chars = max_chars
 
     async def fetch(self, file_path: str, line: int | None = None, context_lines: int = 15) -> CodeWindow:
+        """The path as given (less the container's leading folders), else the repository's file
+        of that name whose trailing folders match the most (`com/shop/Cart.java` is found at
+        `src/main/java/com/shop/Cart.java`)."""
         tried = candidate_paths(file_path)
         for path in tried:
             text = await self.source.read(path)
             if text is not None:
                 return numbered_window(path, self.source.ref, text, line, context_lines, self.max_chars)
-        message = f"no file {file_path!r} in {self.source.label} (tried: {', '.join(tried)})"
-        raise BackendError("not_found", message)
+        name = tried[-1].rsplit("/", 1)[-1]
+        found, tied = best_match(file_path, await self.source.files_named(name))
+        text = await self.source.read(found) if found is not None else None
+        if found is not None and text is not None:
+            return numbered_window(found, self.source.ref, text, line, context_lines, self.max_chars)
+        where = f"tried: {', '.join(tried)}"
+        if tied:
+            shown = ", ".join(tied[:MAX_LISTED_MATCHES])
+            more = f" and {len(tied) - MAX_LISTED_MATCHES} more" if len(tied) > MAX_LISTED_MATCHES else ""
+            where += f"; several files could be it: {shown}{more} (ask for one of them)"
+        else:
+            where += f"; no file named {name!r} anywhere in it"
+        raise BackendError("not_found", f"no file {file_path!r} in {self.source.label} ({where})")
 
 
 class LocalCheckout:
@@ -125,6 +147,23 @@ class LocalCheckout:
         if target.stat().st_size > MAX_FILE_BYTES:
             raise BackendError("bad_request", f"{path} is larger than {MAX_FILE_BYTES} bytes")
         return target.read_text(encoding="utf-8", errors="replace")
+
+    async def files_named(self, name: str) -> list[str]:
+        return await asyncio.to_thread(self._files_named, name)
+
+    def _files_named(self, name: str) -> list[str]:
+        """Paths under the root of the files called `name`, skipping dependency and build folders
+        (and not following symlinked folders out of the checkout); at most MAX_SEARCHED_FILES."""
+        found: list[str] = []
+        seen = 0
+        for folder, dirs, files in os.walk(self.root):
+            dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
+            seen += len(files)
+            if name in files:
+                found.append(Path(folder, name).relative_to(self.root).as_posix())
+            if seen > MAX_SEARCHED_FILES:
+                break
+        return found
 
 
 class GitHubClient:
@@ -150,6 +189,26 @@ class GitHubClient:
         if needs_raw(body):
             return await self._read_raw(url, path, body.get("size"))
         return decode_contents(path, body)
+
+    async def files_named(self, name: str) -> list[str]:
+        """`GET /git/trees/{ref}?recursive=1`: every path of the ref in one request (GitHub sends
+        at most 100,000 entries and says `truncated` past that; the search then covers those);
+        dependency and build folders are left out, as in a checkout."""
+        url = f"{self.repo_url}/git/trees/{quote(self.ref, safe='')}"
+        response = await self._get(url, {"recursive": "1"}, self.headers, answers=(404, 409))
+        if response.status_code != 200:
+            return []  # no such ref, or an empty repository: nothing to find
+        body = json_body(GITHUB, response)
+        entries = body.get("tree") if isinstance(body, dict) else None
+        return [
+            entry["path"]
+            for entry in entries or []
+            if isinstance(entry, dict)
+            and entry.get("type") == "blob"
+            and isinstance(entry.get("path"), str)
+            and entry["path"].rsplit("/", 1)[-1] == name
+            and not SKIPPED_DIRS.intersection(entry["path"].split("/")[:-1])
+        ]
 
     async def _read_raw(self, url: str, path: str, size: Any) -> str:
         """Files past the JSON tier come only as the raw media type."""

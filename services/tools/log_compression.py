@@ -16,10 +16,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from services.contracts.tool_results import LogsResult, LogTemplate, LogWindow, StackTrace
+from services.contracts.tool_results import Change, LogsResult, LogTemplate, LogWindow, StackTrace
 from services.runtime.text import clip
 from services.tools.redaction import redact
-from services.tools.stack_traces import Trace, TraceSignature, continues, parse_trace, top_frame
+from services.tools.stack_traces import (
+    Trace,
+    TraceSignature,
+    code_frames,
+    continues,
+    parse_trace,
+    top_frame,
+)
 from services.tools.times import parse_timestamp
 from services.tools.tokens import estimate_tokens
 
@@ -159,8 +166,9 @@ class _Template:
     last_seen: str
     example: str
     count: int = 0
+    before: int = 0  # occurrences before the alert's start
 
-    def result(self, alert_start: datetime | None) -> LogTemplate:
+    def result(self, window: _Window | None) -> LogTemplate:
         return LogTemplate(
             template=self.template,
             level=self.level,
@@ -168,7 +176,9 @@ class _Template:
             first_seen=self.first_seen,
             last_seen=self.last_seen,
             example=self.example,
-            new=None if alert_start is None else is_new(self.first_seen, alert_start),
+            new=None if window is None else is_new(self.first_seen, window.alert_start),
+            before=None if window is None else self.before,
+            change=None if window is None else window.change(self.before, self.count, self.first_seen),
         )
 
 
@@ -178,15 +188,17 @@ class _TraceGroup:
     text: str
     first_seen: str
     count: int = 0
+    before: int = 0
 
-    def result(self, alert_start: datetime | None) -> StackTrace:
+    def result(self, window: _Window | None) -> StackTrace:
         return StackTrace(
             exception=self.trace.exception,
             count=self.count,
             first_seen=self.first_seen,
             frames=list(self.trace.frames),
             text=self.text,
-            new=None if alert_start is None else is_new(self.first_seen, alert_start),
+            new=None if window is None else is_new(self.first_seen, window.alert_start),
+            change=None if window is None else window.change(self.before, self.count, self.first_seen),
         )
 
 
@@ -202,6 +214,68 @@ def is_new(first_seen: str, alert_start: datetime) -> bool:
     return seen is not None and seen >= alert_start
 
 
+# A line first seen this long before the alert's start began with it: an alert fires a `for:`
+# duration (and a rate window) after its cause. Only when it was absent for ONSET_QUIET_SECONDS
+# of the window before: a line there from the window's start may have been there for hours.
+ONSET_GRACE_SECONDS = 120.0
+ONSET_QUIET_SECONDS = 60.0
+# A rate this many times the one before the alert (and at least MIN_JUMP_COUNT lines) jumped.
+JUMP_FACTOR = 3.0
+MIN_JUMP_COUNT = 3
+
+
+def change_of(
+    before: int, total: int, first_seen: datetime | None, alert_start: datetime, spans: tuple[float, float]
+) -> Change:
+    """How a template's rate moved at `alert_start`, from its occurrences before it (`before` of
+    `total`) and the seconds of the window before and after it (`spans`)."""
+    after = total - before
+    lead = (alert_start - first_seen).total_seconds() if first_seen is not None else spans[0]
+    onset = lead <= ONSET_GRACE_SECONDS and spans[0] - lead >= ONSET_QUIET_SECONDS
+    if before == 0 or onset:
+        return "new"
+    if after <= 0:
+        return "stopped"
+    rate_before, rate_after = before / max(spans[0], 1.0), after / max(spans[1], 1.0)
+    if after >= MIN_JUMP_COUNT and rate_after >= JUMP_FACTOR * rate_before:
+        return "jumped"
+    return "steady"
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The alert's start and the seconds of lines read before and after it."""
+
+    alert_start: datetime
+    spans: tuple[float, float]
+
+    def change(self, before: int, total: int, first_seen: str) -> Change:
+        return change_of(before, total, parse_timestamp(first_seen), self.alert_start, self.spans)
+
+
+def _window(
+    events: Sequence[LogEntry], alert_start: datetime | None, span: tuple[datetime, datetime] | None
+) -> _Window | None:
+    """The seconds read before and after the alert's start: of `span` (what the sources gave,
+    every service's lines), else of these events."""
+    if alert_start is None:
+        return None
+    if span is None:
+        moments = [m for m in (parse_timestamp(e.timestamp) for e in events) if m is not None]
+        if not moments:
+            return _Window(alert_start, (0.0, 0.0))
+        span = (min(moments), max(moments))
+    before = (alert_start - span[0]).total_seconds()
+    after = (span[1] - alert_start).total_seconds()
+    return _Window(alert_start, (max(before, 0.0), max(after, 0.0)))
+
+
+def time_span(entries: Iterable[LogEntry]) -> tuple[datetime, datetime] | None:
+    """The first and last time of the lines read."""
+    moments = [m for m in (parse_timestamp(e.timestamp) for e in entries) if m is not None]
+    return (min(moments), max(moments)) if moments else None
+
+
 def _summary_line(message: str, trace: Trace | None) -> str:
     """What identifies an event: its first line, plus the exception when a trace follows."""
     head = message.split("\n", 1)[0].strip()
@@ -210,7 +284,12 @@ def _summary_line(message: str, trace: Trace | None) -> str:
     return head
 
 
-def _digest(events: Sequence[LogEntry]) -> _Digest:
+def _earlier(timestamp: str, alert_start: datetime | None) -> bool:
+    moment = parse_timestamp(timestamp) if alert_start is not None else None
+    return moment is not None and alert_start is not None and moment < alert_start
+
+
+def _digest(events: Sequence[LogEntry], alert_start: datetime | None = None) -> _Digest:
     digest = _Digest()
     for event in events:
         message = redact(event.message)
@@ -218,6 +297,7 @@ def _digest(events: Sequence[LogEntry]) -> _Digest:
         summary = _summary_line(message, trace)
         level = event.level.strip().upper()
         key = (level, template_of(summary))
+        earlier = _earlier(event.timestamp, alert_start)
         group = digest.templates.get(key)
         if group is None:
             example = summary if trace is not None else message
@@ -225,18 +305,28 @@ def _digest(events: Sequence[LogEntry]) -> _Digest:
                 key[1], level, event.timestamp, event.timestamp, clip(example, MAX_EXAMPLE_CHARS)
             )
         group.count += 1
+        group.before += earlier
         if event.timestamp:
             group.first_seen = min(group.first_seen or event.timestamp, event.timestamp)
             group.last_seen = max(group.last_seen, event.timestamp)
         if trace is not None:
             traced = digest.traces.setdefault(trace.signature, _TraceGroup(trace, message, event.timestamp))
             traced.count += 1
+            traced.before += earlier
+            if event.timestamp:
+                traced.first_seen = min(traced.first_seen or event.timestamp, event.timestamp)
     return digest
 
 
+def changed(item: LogTemplate | StackTrace) -> bool:
+    """New or jumped at the alert's start (or, without one, new)."""
+    return item.change in ("new", "jumped") if item.change is not None else bool(item.new)
+
+
 def _rank_key(item: LogTemplate) -> tuple[int, bool, int, str]:
-    """Worst level first; within a level what is new since the alert, then the most frequent."""
-    return (-_rank_or_info(item.level), not item.new, -item.count, item.first_seen)
+    """Worst level first; within a level what changed at the alert's start (new, or its rate
+    jumped), then the most frequent."""
+    return (-_rank_or_info(item.level), not changed(item), -item.count, item.first_seen)
 
 
 def compress_logs(
@@ -244,25 +334,29 @@ def compress_logs(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     alert_start: datetime | None = None,
     reserved_tokens: int = 0,
+    span: tuple[datetime, datetime] | None = None,
 ) -> LogsResult:
     """The `fetch_logs` result for `entries` (oldest first), at most `max_tokens` of JSON (as the
     model reads it) once the caller has added what it `reserved_tokens` for (fetch_logs' `query`).
 
     Continuation lines are merged first, so `total_lines` counts log events (a trace logged line
-    by line counts once). Templates are ranked by level, then novelty (`new`: first seen at or
-    after `alert_start`, when given), then count; stack traces new first, then by count.
-    `top_frame` is `top_frame(stack traces)`, precomputed for the diagnoser. When over budget the least
-    important templates and traces are left out and `omitted` says so.
+    by line counts once). Templates are ranked by level, then change (`change`, when `alert_start`
+    is given: new or jumped at the alert's start before steady or stopped, measured over `span`,
+    the times of all the lines read, when given), then count; stack
+    traces changed first, then by count. `top_frame` and `code_frames` are precomputed for the
+    diagnoser. When over budget the least important templates and traces are left out and
+    `omitted` says so.
     """
     events = merge_continuations(entries)
-    digest = _digest(events)
+    digest = _digest(events, alert_start)
+    window = _window(events, alert_start, span)
     levels: dict[str, int] = {}
     for event in events:
         name = event.level.strip().upper()
         levels[name] = levels.get(name, 0) + 1
-    templates = sorted((t.result(alert_start) for t in digest.templates.values()), key=_rank_key)
+    templates = sorted((t.result(window) for t in digest.templates.values()), key=_rank_key)
     traces = sorted(
-        (t.result(alert_start) for t in digest.traces.values()), key=lambda t: (not t.new, -t.count)
+        (t.result(window) for t in digest.traces.values()), key=lambda t: (not changed(t), -t.count)
     )
     stamps = [e.timestamp for e in events if e.timestamp]
     result = LogsResult(
@@ -271,6 +365,7 @@ def compress_logs(
         levels=dict(sorted(levels.items(), key=lambda item: -_rank_or_info(item[0]))),
         # Here and not only as a function: other services read results but may not import this module.
         top_frame=top_frame(traces),
+        code_frames=code_frames(traces),
     )
     day = _one_day(result.window.first, result.window.last)
     templates = [t.model_copy(update=_clock_times(t.first_seen, t.last_seen, day)) for t in templates]

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic import ValidationError
 
-from services.contracts.tool_results import LogsQuery, LogsResult, TimeRange
+from services.contracts.tool_results import LogsQuery, LogsResult, LogTemplate, TimeRange
 from services.contracts.tools import FetchLogsArgs
 from services.tools.errors import BackendError, get, json_body, retrying, status_error
 from services.tools.log_compression import (
@@ -23,6 +23,7 @@ from services.tools.log_compression import (
     level_rank,
     merge_continuations,
     size_in_tokens,
+    time_span,
 )
 from services.tools.log_query import LogQuery, log_query
 from services.tools.times import iso, parse_timestamp
@@ -91,6 +92,50 @@ def within(entry: LogEntry, start: datetime, end: datetime) -> bool:
 def service_matches(entry_service: str, wanted: str) -> bool:
     """`inventory-1` (a replica) is `inventory`; the full replica name matches itself too."""
     return entry_service == wanted or _REPLICA_SUFFIX.sub("", entry_service) == wanted
+
+
+# Neighbours: other services' warnings and errors about this one, or about what this one calls.
+MAX_NEIGHBOUR_TEMPLATES = 6
+NEIGHBOUR_TOKENS = 400
+
+
+def base_service(name: str) -> str:
+    """`checkout-2` (a replica) -> `checkout`."""
+    return _REPLICA_SUFFIX.sub("", name)
+
+
+def names(text: str, name: str) -> bool:
+    """`name` as a word of `text` (not a part of a longer name: `cart` is not in `cart-redis`)."""
+    return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text, re.IGNORECASE) is not None
+
+
+def neighbour_entries(entries: Sequence[LogEntry], service: str) -> list[LogEntry]:
+    """Warnings and errors of other services that name `service` (its callers' view of it), and
+    those of the services `service`'s own warnings and errors name (its dependencies' view)."""
+    warn = level_rank("WARN") or 0
+    troubles = [e for e in merge_continuations(entries) if (level_rank(e.level) or 0) >= warn]
+    own = "\n".join(e.message for e in troubles if service_matches(e.service, service))
+    others = {base_service(e.service) for e in troubles} - {service}
+    callees = {name for name in others if names(own, name)}
+    return [
+        e
+        for e in troubles
+        if not service_matches(e.service, service)
+        and (base_service(e.service) in callees or names(e.message, service))
+    ]
+
+
+def neighbour_templates(
+    entries: Sequence[LogEntry], alert_start: datetime | None, span: tuple[datetime, datetime] | None = None
+) -> list[LogTemplate]:
+    """The neighbours' lines as templates of each service, the worst and newest first."""
+    templates = []
+    for name in sorted({base_service(e.service) for e in entries}):
+        lines = [e for e in entries if base_service(e.service) == name]
+        found = compress_logs(lines, NEIGHBOUR_TOKENS, alert_start, span=span).templates
+        templates += [t.model_copy(update={"service": name}) for t in found]
+    templates.sort(key=lambda t: (-(level_rank(t.level) or 0), t.change not in ("new", "jumped"), -t.count))
+    return templates[:MAX_NEIGHBOUR_TEMPLATES]
 
 
 def check_level(level: str) -> int:
@@ -189,8 +234,16 @@ async def fetch_logs(
         if not matched and entries
         else None,
     )
-    reserved = size_in_tokens({"query": query})
+    span = time_span(entries)  # what was read, every service's lines: the baseline of `change`
+    neighbours: list[LogTemplate] = []
+    if args.service:
+        near = neighbour_entries(entries, args.service)
+        neighbours = (
+            await asyncio.to_thread(neighbour_templates, near, window.alert_start, span) if near else []
+        )
+    reserved = size_in_tokens({"query": query, "neighbours": neighbours})
     # ~40 ms of regex work per 1000 lines: off the event loop, so other requests keep flowing.
-    result = await asyncio.to_thread(compress_logs, matched, max_tokens, window.alert_start, reserved)
+    result = await asyncio.to_thread(compress_logs, matched, max_tokens, window.alert_start, reserved, span)
     result.query = query
+    result.neighbours = neighbours
     return result

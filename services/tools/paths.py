@@ -25,3 +25,57 @@ def candidate_paths(file_path: str, arg: str = "file_path") -> list[str]:
     if not parts:
         raise BackendError("bad_request", f"{arg} {file_path!r} names no file")
     return ["/".join(parts[i:]) for i in range(min(len(parts), MAX_PATH_ATTEMPTS))]
+
+
+# Folders a repository search skips: dependencies, build output and tool state, not the code.
+SKIPPED_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "node_modules",
+        "__pycache__",
+        ".venv",
+        "venv",
+        ".tox",
+        "target",
+        "build",
+        "dist",
+        "bin",
+        "obj",
+        ".gradle",
+        ".idea",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+    }
+)
+_TEST_DIRS = frozenset({"test", "tests", "spec", "specs", "__tests__", "testdata", "fixtures"})
+
+
+def common_tail(wanted: list[str], path: str) -> int:
+    """How many trailing components `path` shares with `wanted` (0 when the file names differ)."""
+    parts = path.split("/")
+    count = 0
+    while count < min(len(wanted), len(parts)) and wanted[-1 - count] == parts[-1 - count]:
+        count += 1
+    return count
+
+
+def best_match(file_path: str, paths: list[str]) -> tuple[str | None, list[str]]:
+    """The repository path that ends the most like `file_path` (a container path, or a package's
+    path such as `com/shop/Cart.java`): (the path, []) when one is best; (None, the tied paths)
+    when several are equally good even after leaving out tests; (None, []) when no file has its
+    name. Folders in front that the repository lacks (`/srv/app/`) do not matter; the more of
+    the trailing folders match, the better."""
+    wanted = [p for p in file_path.replace("\\", "/").split("/") if p not in ("", ".")]
+    if not wanted:
+        return None, []
+    scored = [(common_tail(wanted, path), path) for path in paths]
+    best = max((score for score, _ in scored), default=0)
+    if best == 0:
+        return None, []
+    tied = sorted(path for score, path in scored if score == best)
+    if len(tied) > 1:
+        tied = [p for p in tied if not _TEST_DIRS & set(p.split("/")[:-1])] or tied
+    return (tied[0], []) if len(tied) == 1 else (None, tied)

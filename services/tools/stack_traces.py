@@ -85,6 +85,7 @@ _GO_FILE_LINE = re.compile(r"^\s+(?P<file>\S+\.go):(?P<line>\d+)(?:\s.*)?$")
 _DOTNET_FRAME = re.compile(
     r"^\s+at (?P<function>[^\s(]+)\((?P<args>[^)]*)\)(?: in (?P<file>.+):line (?P<line>\d+))?\s*$"
 )
+_AT = re.compile(r"^\s+at\s")
 _DOTNET_INNER_END = "--- End of inner exception stack trace ---"
 _DOTNET_INNER_ARROW = " ---> "
 
@@ -142,7 +143,42 @@ def _node_frame(match: re.Match[str]) -> StackFrame:
 
 def _java_frame(match: re.Match[str]) -> StackFrame:
     source, _, number = match["source"].partition(":")
-    return _frame("java", source, int(number) if number.isdigit() else None, match["function"])
+    frame = _frame("java", source, int(number) if number.isdigit() else None, match["function"])
+    return frame.model_copy(update={"source_path": jvm_source_path(match["function"], source)})
+
+
+_JVM_SOURCES = (".java", ".kt", ".kts", ".scala", ".groovy", ".clj")
+
+
+def jvm_source_path(function: str, file: str) -> str | None:
+    """Where a JVM frame's file sits under its source root: `com/shop/Cart.java` for
+    `com.shop.Cart.total` in `Cart.java`. The package is the qualified name up to the class (the
+    first part starting with a capital or holding a `$`); a module prefix (`java.base/`) is
+    dropped. None when the frame printed a directory, or names no package or no source file."""
+    if "/" in file or "\\" in file or not file.endswith(_JVM_SOURCES):
+        return None
+    package = []
+    for part in function.rsplit("/", 1)[-1].split(".")[:-1]:
+        if not part or part[0].isupper() or "$" in part:
+            break
+        package.append(part)
+    return "/".join([*package, file]) if package else None
+
+
+def dotnet_source_path(function: str) -> str | None:
+    """Where a .NET frame without a file (no PDB) most likely sits: the namespace as folders and
+    the class as `Class.cs` (`Shop/Tax/TaxCalculator.cs` for `Shop.Tax.TaxCalculator.Quote`);
+    compiler-made names (`<>c`, `<GetAsync>d__4`) and nested types (`Outer+Inner`) are cut."""
+    parts = function.split(".")
+    generated = next((i for i, part in enumerate(parts) if part.startswith("<")), None)
+    type_parts = parts[:generated] if generated is not None else parts[:-1]
+    if not type_parts:
+        return None
+    *namespace, type_name = type_parts
+    type_name = re.sub(r"`\d+$", "", type_name.split("+", 1)[0])
+    if not type_name.isidentifier():
+        return None
+    return "/".join([*namespace, f"{type_name}.cs"])
 
 
 def _parse_at_frames(
@@ -150,7 +186,8 @@ def _parse_at_frames(
 ) -> Trace:
     """Java and Node list the innermost frame first; the thrown exception heads the first block."""
     first = next(i for i, line in enumerate(lines) if pattern.match(line))
-    header = next((line for line in reversed(lines[:first]) if line.strip()), "")
+    # Frames the pattern does not take (`at JSON.parse (<anonymous>)`) are not the header either.
+    header = next((line for line in reversed(lines[:first]) if line.strip() and not _AT.match(line)), "")
     frames: list[StackFrame] = []
     for line in lines[first:]:
         if line.startswith(("Caused by:", "Suppressed:")) or line.strip().startswith("Caused by:"):
@@ -183,7 +220,10 @@ def _parse_dotnet(lines: list[str]) -> Trace:
             break
         if match := _DOTNET_FRAME.match(line):
             number = int(match["line"]) if match["line"] else None
-            frames.append(_frame("dotnet", match["file"] or "", number, match["function"]))
+            frame = _frame("dotnet", match["file"] or "", number, match["function"])
+            if not frame.file:
+                frame = frame.model_copy(update={"source_path": dotnet_source_path(frame.function)})
+            frames.append(frame)
     exception = header.strip().rsplit(_DOTNET_INNER_ARROW.strip(), 1)[-1].strip()
     return Trace(exception or "(no exception line)", tuple(reversed(frames[:MAX_FRAMES])))
 
@@ -223,11 +263,22 @@ def is_library_frame(frame: StackFrame) -> bool:
     return file in ("Native Method", "Unknown Source")
 
 
+MAX_CODE_FRAMES = 3
+
+
+def code_frames(traces: Iterable[StackTrace]) -> list[StackFrame]:
+    """The application frames whose file can be looked up (a file, or a package's path), innermost
+    first, of the first stack trace that has one (fetch_logs ranks them changed first, then most
+    frequent): the failing frame, then its callers, at most MAX_CODE_FRAMES."""
+    for trace in traces:
+        found = [f for f in reversed(trace.frames) if f.lookup_path and not is_library_frame(f)]
+        if found:
+            return found[:MAX_CODE_FRAMES]
+    return []
+
+
 def top_frame(traces: Iterable[StackTrace]) -> StackFrame | None:
     """The innermost application frame with a file (the code can be fetched) of the first stack
-    trace that has one (fetch_logs ranks them new first, then most frequent)."""
-    for trace in traces:
-        for frame in reversed(trace.frames):
-            if frame.file and not is_library_frame(frame):
-                return frame
-    return None
+    trace that has one (fetch_logs ranks them changed first, then most frequent)."""
+    frames = code_frames(traces)
+    return frames[0] if frames else None

@@ -272,5 +272,8 @@ async def test_tool_failures_reach_the_diagnosis_as_readable_errors(harness: Har
     }
     await harness.diagnoser().on_alert_firing(alert_group(incident_id="inv012"))
     (event,) = await diagnosed(harness)
-    assert event["diagnosis"]["method"] == "rules"
-    assert "no error lines" in event["diagnosis"]["root_cause"]
+    diagnosis = event["diagnosis"]
+    assert diagnosis["method"] == "rules" and diagnosis["confidence"] <= 0.3
+    # What could not be checked, and why, in the tools' own words.
+    assert "the logs could not be read (load balancer answered 503)" in diagnosis["root_cause"]
+    assert "the error rate in Prometheus could not be read (PROM_URL is not set)" in diagnosis["root_cause"]

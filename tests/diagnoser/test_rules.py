@@ -134,9 +134,13 @@ def test_known_failure_classes_without_a_stack_trace(message: str, failure: str)
     assert diagnosis.affected_file is None and diagnosis.line is None
 
 
-def test_no_errors_in_the_logs_says_so_with_low_confidence() -> None:
+def test_no_errors_in_the_logs_says_what_was_checked_with_low_confidence() -> None:
     diagnosis = rule_based_diagnosis(alert_group(), evidence_for(rate=None))
-    assert "no error lines or stack trace" in diagnosis.root_cause
+    assert diagnosis.root_cause.startswith("No cause found for HighErrorRate on checkout")
+    assert (
+        "Checked: the logs of checkout from 06:00:00 to 06:00:00 (20 lines: 20 INFO" in diagnosis.root_cause
+    )
+    assert "the error rate in Prometheus: no data" in diagnosis.root_cause
     assert diagnosis.confidence <= 0.3 and diagnosis.priority == "P1"
 
 

@@ -1,4 +1,5 @@
-"""Fake GitHub REST contents and commits endpoints of one repository and ref (docs/vendor-contracts.md §5)."""
+"""Fake GitHub REST contents, commits and git trees endpoints of one repository and ref
+(docs/vendor-contracts.md §5)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ _RAW_MEDIA_TYPES = (
     "application/vnd.github.raw+json",
     "application/vnd.github.v3.raw",
 )
-_REPO_PATH = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/(?P<rest>contents(?:/.*)?|commits)$")
+_REPO_PATH = re.compile(
+    r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/(?P<rest>contents(?:/.*)?|commits|git/trees/(?P<tree>.+))$"
+)
 
 
 def _base64_lines(data: bytes) -> str:
@@ -127,6 +130,8 @@ class FakeGitHub(FakeHTTPServer):
             return self._not_found()
         if match["rest"] == "commits":
             return self._commits(req)
+        if match["tree"] is not None:
+            return self._tree(req, unquote(match["tree"]))
         path = unquote(match["rest"].removeprefix("contents").strip("/"))
         if req.arg("ref", self.ref) != self.ref:
             return self._not_found()
@@ -187,6 +192,49 @@ class FakeGitHub(FakeHTTPServer):
                 head, sep, _ = file_path[len(prefix) :].partition("/")
                 children[prefix + head] = "dir" if sep else "file"
         return [self._entry(child, kind) for child, kind in sorted(children.items())]
+
+    def _tree(self, req: RecordedRequest, tree: str) -> Response:
+        """`GET /git/trees/{ref}`: the root's entries, or with `recursive` (any value) every blob
+        and tree of the repository, as GitHub shapes them (`truncated` false: no limit here)."""
+        if tree not in (self.ref, self._tree_sha("")):
+            return self._not_found()
+        paths = {path: "blob" for path in self.files}
+        for path in self.files:
+            parts = path.split("/")
+            paths.update({"/".join(parts[:i]): "tree" for i in range(1, len(parts))})
+        if req.arg("recursive") is None:
+            paths = {path: kind for path, kind in paths.items() if "/" not in path}
+        entries = [self._tree_entry(path, kind) for path, kind in sorted(paths.items())]
+        url = f"{self.url}/repos/{self.owner}/{self.repo}/git/trees/{self._tree_sha('')}"
+        return json_response(
+            200, {"sha": self._tree_sha(""), "url": url, "tree": entries, "truncated": False}
+        )
+
+    @staticmethod
+    def _tree_sha(path: str) -> str:
+        return hashlib.sha1(path.encode()).hexdigest()
+
+    def _tree_entry(self, path: str, kind: str) -> dict[str, Any]:
+        repo = f"{self.owner}/{self.repo}"
+        if kind == "tree":
+            sha = self._tree_sha(path)
+            return {
+                "path": path,
+                "mode": "040000",
+                "type": "tree",
+                "sha": sha,
+                "url": f"{self.url}/repos/{repo}/git/trees/{sha}",
+            }
+        data = self.files[path]
+        sha = _blob_sha(data)
+        return {
+            "path": path,
+            "mode": "100644",
+            "type": "blob",
+            "sha": sha,
+            "size": len(data),
+            "url": f"{self.url}/repos/{repo}/git/blobs/{sha}",
+        }
 
     def _commits(self, req: RecordedRequest) -> Response:
         sha = req.arg("sha", self.ref)

@@ -23,7 +23,7 @@ from services.tools.github import (
     github_error,
     numbered_window,
 )
-from services.tools.paths import candidate_paths
+from services.tools.paths import best_match, candidate_paths
 
 FRAME_PATH = f"/app/{DEMO_BUGGY_FILE}"  # as printed in the demo service's tracebacks
 TOKEN = "ghp_test"
@@ -143,6 +143,66 @@ async def test_local_checkout_not_found_lists_what_was_tried(code_dir: Path) -> 
         await CodeClient(LocalCheckout(code_dir)).fetch("/app/billing/invoice.py", 3)
     assert raised.value.kind == "not_found"
     assert "app/billing/invoice.py, billing/invoice.py, invoice.py" in raised.value.message
+    assert "no file named 'invoice.py' anywhere in it" in raised.value.message
+
+
+JAVA_FILES = {
+    "src/main/java/com/shop/Cart.java": (
+        "package com.shop;\n\nclass Cart {\n    int total() { return 1; }\n}\n"
+    ),
+    "src/main/java/com/shop/legacy/Cart.java": "package com.shop.legacy;\nclass Cart {}\n",
+    "src/test/java/com/shop/Cart.java": "package com.shop;\nclass CartFixture {}\n",
+    "node_modules/shop/com/shop/Cart.java": "not the code\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("file_path", "found", "tied"),
+    [
+        ("com/shop/Cart.java", "src/main/java/com/shop/Cart.java", []),  # a JVM package path; tests left out
+        ("com/shop/legacy/Cart.java", "src/main/java/com/shop/legacy/Cart.java", []),
+        ("/srv/app/shop/legacy/Cart.java", "src/main/java/com/shop/legacy/Cart.java", []),  # a container path
+        ("Cart.java", None, ["src/main/java/com/shop/Cart.java", "src/main/java/com/shop/legacy/Cart.java"]),
+        ("com/shop/Order.java", None, []),
+    ],
+)
+def test_the_best_match_is_the_file_whose_trailing_folders_agree_most(
+    file_path: str, found: str | None, tied: list[str]
+) -> None:
+    assert best_match(file_path, [p for p in JAVA_FILES if not p.startswith("node_modules")]) == (found, tied)
+
+
+def write_files(root: Path, files: dict[str, str]) -> Path:
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    return root
+
+
+async def test_local_checkout_finds_a_java_file_by_its_package_path(tmp_path: Path) -> None:
+    checkout = LocalCheckout(write_files(tmp_path, JAVA_FILES))
+
+    result = await CodeClient(checkout).fetch("com/shop/Cart.java", 4, 1)
+
+    assert (result.path, result.line_text) == (
+        "src/main/java/com/shop/Cart.java",
+        "    int total() { return 1; }",
+    )
+    assert await checkout.files_named("Cart.java") == [  # node_modules is not searched
+        "src/main/java/com/shop/Cart.java",
+        "src/main/java/com/shop/legacy/Cart.java",
+        "src/test/java/com/shop/Cart.java",
+    ]
+
+
+async def test_several_equally_good_files_are_named_not_guessed(tmp_path: Path) -> None:
+    with pytest.raises(BackendError) as raised:
+        await CodeClient(LocalCheckout(write_files(tmp_path, JAVA_FILES))).fetch("Cart.java", 4)
+    assert raised.value.kind == "not_found"
+    assert (
+        "several files could be it: src/main/java/com/shop/Cart.java, "
+        "src/main/java/com/shop/legacy/Cart.java (ask for one of them)" in raised.value.message
+    )
 
 
 async def test_local_checkout_refuses_symlinks_out_of_the_dir(tmp_path: Path, code_dir: Path) -> None:
@@ -190,6 +250,44 @@ async def test_github_finds_a_stack_frame_path(github: FakeGitHub, http: httpx.A
     assert hit.headers["authorization"] == f"Bearer {TOKEN}"
     assert hit.headers["accept"] == "application/vnd.github+json"
     assert hit.headers["x-github-api-version"] == "2022-11-28"
+
+
+async def test_github_finds_a_java_file_through_the_repository_tree(http: httpx.AsyncClient) -> None:
+    with FakeGitHub(token=TOKEN, owner="acme", repo="inventory", files=JAVA_FILES, ref="main") as fake:
+        result = await CodeClient(contents(fake, http)).fetch("com/shop/Cart.java", 4, 1)
+        requests = [(r.path, r.arg("recursive")) for r in fake.requests]
+
+    assert (result.path, result.ref, result.line_text) == (
+        "src/main/java/com/shop/Cart.java",
+        "main",
+        "    int total() { return 1; }",
+    )
+    assert requests == [
+        ("/repos/acme/inventory/contents/com/shop/Cart.java", None),  # as given first
+        ("/repos/acme/inventory/contents/shop/Cart.java", None),
+        ("/repos/acme/inventory/contents/Cart.java", None),
+        ("/repos/acme/inventory/git/trees/main", "1"),  # then one listing of every path
+        ("/repos/acme/inventory/contents/src/main/java/com/shop/Cart.java", None),
+    ]
+
+
+async def test_the_fake_tree_has_githubs_shape(http: httpx.AsyncClient) -> None:
+    with FakeGitHub(token=TOKEN, files={"a/b.py": "x\n", "c.py": ""}) as fake:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        flat = (await http.get(f"{fake.url}/repos/acme/inventory/git/trees/main", headers=headers)).json()
+        deep = await http.get(f"{fake.url}/repos/acme/inventory/git/trees/main?recursive=1", headers=headers)
+        missing = await http.get(f"{fake.url}/repos/acme/inventory/git/trees/nope", headers=headers)
+
+    assert [(e["path"], e["type"]) for e in flat["tree"]] == [("a", "tree"), ("c.py", "blob")]
+    body = deep.json()
+    assert [(e["path"], e["type"], e["mode"]) for e in body["tree"]] == [
+        ("a", "tree", "040000"),
+        ("a/b.py", "blob", "100644"),
+        ("c.py", "blob", "100644"),
+    ]
+    assert body["truncated"] is False and {"sha", "url"} <= set(body)
+    assert body["tree"][1]["size"] == 2 and "size" not in body["tree"][0]
+    assert missing.status_code == 404
 
 
 async def test_github_without_a_token_sends_no_authorization(

@@ -7,7 +7,7 @@ import pytest
 from log_samples import CRASHES, Crash, entry
 
 from services.tools.log_compression import LogEntry, compress_logs, merge_continuations
-from services.tools.stack_traces import parse_trace, top_frame
+from services.tools.stack_traces import dotnet_source_path, jvm_source_path, parse_trace, top_frame
 
 
 @pytest.mark.parametrize("crash", CRASHES, ids=[c.language for c in CRASHES])
@@ -51,7 +51,7 @@ def test_python_frames_carry_their_code_line() -> None:
     )
 
 
-def test_dotnet_frames_without_symbols_are_parsed_but_not_a_top_frame() -> None:
+def test_dotnet_frames_without_symbols_point_at_the_class_file_of_their_namespace() -> None:
     text = (
         "System.InvalidOperationException: Sequence contains no elements\n"
         "   at System.Linq.ThrowHelper.ThrowNoElementsException()\n"
@@ -67,7 +67,10 @@ def test_dotnet_frames_without_symbols_are_parsed_but_not_a_top_frame() -> None:
         "System.Linq.ThrowHelper.ThrowNoElementsException",
     ]
     assert {f.language for f in trace.frames} == {"dotnet"}
-    assert top_frame(compress_logs([entry(text, "ERROR")]).stack_traces) is None
+    frame = top_frame(compress_logs([entry(text, "ERROR")]).stack_traces)
+    # No file and no line without the PDB: the namespace's folders and the class's file instead.
+    assert frame is not None and (frame.file, frame.line) == ("", None)
+    assert frame.lookup_path == "Acme/Stock/Picker.cs"
 
 
 def test_chained_python_traceback_reports_the_raised_exception() -> None:
@@ -111,7 +114,12 @@ def test_java_trace_frames_are_innermost_last_and_top_frame_skips_the_jdk() -> N
         "line": 42,
         "function": "com.acme.orders.PriceService.total",
         "code": None,
+        "source_path": "com/acme/orders/PriceService.java",  # the package's folders: findable
     }
+    assert [f.lookup_path for f in result.code_frames] == [
+        "com/acme/orders/PriceService.java",
+        "com/acme/orders/OrderController.java",
+    ]
 
 
 def test_node_trace() -> None:
@@ -195,3 +203,35 @@ def test_tracebacks_logged_line_by_line_stay_apart_unless_chained() -> None:
     assert len(chained) == 1
     trace = parse_trace(chained[0].message)
     assert trace is not None and trace.exception == "RuntimeError: wrapped"
+
+
+@pytest.mark.parametrize(
+    ("function", "file", "path"),
+    [
+        ("com.shop.Cart.total", "Cart.java", "com/shop/Cart.java"),
+        ("com.shop.loyalty.Routes$accrual$1.invokeSuspend", "Routes.kt", "com/shop/loyalty/Routes.kt"),
+        ("com.shop.UtilsKt.round", "Utils.kt", "com/shop/Utils.kt"),  # top-level Kotlin functions
+        ("com.shop.export.Scheduler.lambda$run$0", "Scheduler.java", "com/shop/export/Scheduler.java"),
+        ("app//com.shop.Cart.total", "Cart.java", "com/shop/Cart.java"),  # a class loader's prefix
+        ("Cart.total", "Cart.java", None),  # the default package: nothing to add
+        ("com.shop.Cart.total", "/src/com/shop/Cart.java", None),  # a directory was printed
+        ("com.shop.Cart.total", "Native Method", None),
+    ],
+)
+def test_jvm_frames_get_their_package_path(function: str, file: str, path: str | None) -> None:
+    assert jvm_source_path(function, file) == path
+
+
+@pytest.mark.parametrize(
+    ("function", "path"),
+    [
+        ("Shop.Tax.TaxCalculator.Quote", "Shop/Tax/TaxCalculator.cs"),
+        ("Shop.Tax.TaxEndpoints.<>c.<Map>b__0_0", "Shop/Tax/TaxEndpoints.cs"),
+        ("Shop.Cart.CartService.<GetAsync>d__4.MoveNext", "Shop/Cart/CartService.cs"),
+        ("Shop.Orders.Outer+Inner.Run", "Shop/Orders/Outer.cs"),
+        ("Shop.Cache.Lru`2.Get", "Shop/Cache/Lru.cs"),
+        ("Main", None),
+    ],
+)
+def test_dotnet_frames_without_a_file_get_their_namespace_path(function: str, path: str | None) -> None:
+    assert dotnet_source_path(function) == path
