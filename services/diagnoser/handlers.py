@@ -29,7 +29,9 @@ from services.runtime.bus import Bus
 log = logging.getLogger("oncall.diagnoser")
 
 NO_MODEL = "no model configured"
-NO_OPEN_INCIDENT = "I have no open incident to act on."
+NO_OPEN_INCIDENT = (
+    "I have no open incident to act on. To act on an older one, start your reply with its #tag."
+)
 
 
 @dataclass

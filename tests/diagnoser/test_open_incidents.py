@@ -2,6 +2,7 @@
 (one KV key), not by listing every conversation; a NATS failure there means a redelivery, never
 "I have no open incident to act on"."""
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nats.errors
@@ -12,6 +13,7 @@ from nats.js.kv import KeyValue
 from services.contracts import streams, subjects
 from services.contracts.models import OPEN_INCIDENTS_KEY, AlertGroup, HumanReplied, OpenIncidents
 from services.diagnoser.handlers import NO_OPEN_INCIDENT, Diagnoser
+from services.diagnoser.open_incidents import MAX_OPEN, with_opened
 from services.runtime import metrics
 
 ON_CALL = "+15551230001"
@@ -118,3 +120,14 @@ async def test_a_nats_failure_while_matching_a_reply_is_redelivered_not_answered
     await diagnoser.on_human_reply(ack)
     [(incident, text)] = await answers(harness)
     assert incident == "opn021" and "has taken" in text
+
+
+def test_the_index_keeps_only_the_newest_open_incidents() -> None:
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    index: OpenIncidents | None = None
+    for n in range(MAX_OPEN + 5):
+        index = with_opened(index, f"inc{n:03d}", start + timedelta(minutes=n)) or index
+    assert index is not None and len(index.incidents) == MAX_OPEN
+    # The oldest five left the index (still reachable by #tag); the newest is last.
+    assert index.incidents[0].incident_id == "inc005"
+    assert index.incidents[-1].incident_id == f"inc{MAX_OPEN + 4:03d}"
