@@ -2,7 +2,11 @@
 
 Idempotency lives in KV `oncall_deliveries` (see `records`): each part of a notification to a
 person is leased, sent, then recorded with its MessageSid, so a redelivered or re-published
-event sends nothing twice and two deliveries racing each other do not both send. Every
+event sends nothing twice and two deliveries racing each other do not both send. When a send's
+outcome is unknown (the notifier died during it, or Twilio's answer was lost or too slow), the
+lease stays; the delivery that later takes it over first asks Twilio for the message (its list
+of messages to that person since the first attempt, matched on the part's exact text, which
+carries the incident tag and the part marker) and sends only when Twilio has none. Every
 MessageSid is recorded with its notification, person and incident: a swipe-reply finds its
 incident that way, and a late "outside the 24-hour window" its invitation.
 
@@ -26,10 +30,10 @@ log = logging.getLogger("oncall.notifier")
 
 # Recipient used in console mode when no USER_WHATSAPP_NUMBER is configured.
 CONSOLE_RECIPIENT: Final = "console"
-# How long an in-flight send keeps its key; longer than a send can take (WhatsAppClient's
-# retry budget plus its HTTP timeout), shorter than the consumer's total redelivery backoff, so
-# a sender that crashed mid-send is taken over by a later redelivery.
-SEND_LEASE_SECONDS: Final = 60.0
+# A send lease nobody renewed for this long was abandoned (its holder renews it every quarter of
+# it while sending, however long Twilio takes): longer than Twilio needs to act on a request
+# already received, so the message the dead holder sent is in Twilio's list when it is asked.
+SEND_LEASE_SECONDS: Final = 30.0
 # Twilio: "outside the allowed window", the person has not written to us for 24 hours.
 WINDOW_CLOSED: Final = 63016
 
@@ -81,6 +85,12 @@ class Channel(Protocol):
         """Send the approved template carrying `invitation`; return the message's id."""
         ...
 
+    async def find_sent(self, to: str, body: str, since: float) -> list[str]:
+        """The ids, newest first, of the messages with exactly `body` sent to `to` at or after
+        `since` (epoch seconds): asked before resending a message whose first send has an
+        unknown outcome."""
+        ...
+
 
 @dataclass(frozen=True)
 class Notification:
@@ -130,6 +140,11 @@ def recipients(
     return list(dict.fromkeys(wanted))
 
 
+def outcome_unknown(exc: SendError) -> bool:
+    """No answer came (a timeout, a broken connection): Twilio may have created the message."""
+    return not exc.permanent and exc.status is None
+
+
 def failure_outcome(exc: SendError) -> str:
     """The `outcome` label of a failed send: Twilio's error code when final, so that 21211 (bad
     number) and 63016 (window closed) can be told apart on a dashboard."""
@@ -138,7 +153,14 @@ def failure_outcome(exc: SendError) -> str:
     return f"failed_{exc.code}" if exc.code else "failed_permanent"
 
 
-async def deliver(bus: Bus, channel: Channel, recipients: Sequence[str], note: Notification) -> None:
+async def deliver(
+    bus: Bus,
+    channel: Channel,
+    recipients: Sequence[str],
+    note: Notification,
+    *,
+    lease_seconds: float = SEND_LEASE_SECONDS,
+) -> None:
     """Send the notification to every recipient once. One bad number does not stop the others.
 
     Raises the first transient SendError after trying everyone (the consumer redelivers with
@@ -158,7 +180,7 @@ async def deliver(bus: Bus, channel: Channel, recipients: Sequence[str], note: N
     reached = 0
     for recipient in recipients:
         try:
-            await _deliver_parts(bus, channel, recipient, note, parts)
+            await _deliver_parts(bus, channel, recipient, note, parts, lease_seconds)
         except SendError as exc:
             metrics.whatsapp_sends.labels(channel=channel.name, outcome=failure_outcome(exc)).inc()
             who = messages.mask_number(recipient)
@@ -176,27 +198,43 @@ async def deliver(bus: Bus, channel: Channel, recipients: Sequence[str], note: N
 
 
 async def _deliver_parts(
-    bus: Bus, channel: Channel, recipient: str, note: Notification, parts: list[str]
+    bus: Bus, channel: Channel, recipient: str, note: Notification, parts: list[str], lease_seconds: float
 ) -> None:
     # In order, stopping at the first failure: part 3 must not arrive without part 2.
     for index, body in enumerate(parts, start=1):
         key = records.sent_key(note.key, recipient, index, len(parts))
-        if not await _lease(bus, key):
+        lease = await records.acquire(bus, key, lease_seconds)
+        if lease is None:
             metrics.whatsapp_sends.labels(channel=channel.name, outcome="duplicate").inc()
             continue
-        try:
-            sid = await channel.send(recipient, body, note.thread(index, len(parts)))
-        except SendError as exc:
-            await records.release(bus, key)
-            if exc.code != WINDOW_CLOSED:
-                raise
-            # The later parts would be refused alike: one invitation stands for them all.
-            metrics.whatsapp_sends.labels(channel=channel.name, outcome=failure_outcome(exc)).inc()
-            log.warning("%s to %s: outside the 24-hour window", note.key, messages.mask_number(recipient))
-            await invite(bus, channel, recipient, note.key, note.incident_id, note.invitation)
-            return
-        await _remember(bus, sid, note.key, recipient, note.incident_id, note.invitation)
-        await records.finish(bus, key, sid.encode())
+        async with records.kept(bus, lease, lease_seconds):
+            found = (
+                await _sent_before(bus, channel, recipient, body, note.key, lease)
+                if lease.uncertain
+                else None
+            )
+            if found is not None:
+                # The earlier attempt did send it: record that, send nothing.
+                await _remember(bus, found, note.key, recipient, note.incident_id, note.invitation)
+                await records.finish(bus, key, found.encode())
+                metrics.whatsapp_sends.labels(channel=channel.name, outcome="reconciled").inc()
+                log.info("%s (%d/%d) had been sent as %s", note.key, index, len(parts), found)
+                continue
+            try:
+                sid = await channel.send(recipient, body, note.thread(index, len(parts)))
+            except SendError as exc:
+                if outcome_unknown(exc):
+                    raise  # the lease stays: whoever takes it next asks Twilio first
+                await records.release(bus, key)
+                if exc.code != WINDOW_CLOSED:
+                    raise
+                # The later parts would be refused alike: one invitation stands for them all.
+                metrics.whatsapp_sends.labels(channel=channel.name, outcome=failure_outcome(exc)).inc()
+                log.warning("%s to %s: outside the 24-hour window", note.key, messages.mask_number(recipient))
+                await invite(bus, channel, recipient, note.key, note.incident_id, note.invitation)
+                return
+            await _remember(bus, sid, note.key, recipient, note.incident_id, note.invitation)
+            await records.finish(bus, key, sid.encode())
         metrics.whatsapp_sends.labels(channel=channel.name, outcome="sent").inc()
         log.info(
             "sent %s (%d/%d) to %s as %s", note.key, index, len(parts), messages.mask_number(recipient), sid
@@ -236,12 +274,17 @@ async def invite(
     )
 
 
-async def _lease(bus: Bus, key: str) -> bool:
-    """True when this caller may send; False when it was already sent."""
-    outcome = await records.take_lease(bus, key, SEND_LEASE_SECONDS)
-    if outcome == "busy":
-        raise SendError(permanent=False, code=None, message="another delivery of this message is in flight")
-    return outcome == "taken"
+async def _sent_before(
+    bus: Bus, channel: Channel, recipient: str, body: str, notification_key: str, lease: records.Lease
+) -> str | None:
+    """The message an earlier holder of `lease` sent, if Twilio has it: the newest with this text
+    since the lease was first taken that is not recorded as another notification's (the same text
+    can go out twice, for two notifications)."""
+    for sid in await channel.find_sent(recipient, body, lease.since):
+        owner = await records.sent_message(bus, sid)
+        if owner is None or owner.notification == notification_key:
+            return sid
+    return None
 
 
 async def _remember(

@@ -12,12 +12,22 @@ A lease is how two workers racing on the same key do not both act: the first cre
 holding `pending:<time>`, acts, then writes the result. A later worker finding a fresh lease
 backs off; one finding a lease older than the action can take took its holder to have died,
 and takes over.
+
+A send lease (`acquire` and `kept`) is stricter, because a message once sent cannot be taken back:
+its holder renews it while it sends, however long Twilio takes, and leaves it in place when the
+outcome is unknown (the process died, or the answer was lost). Whoever finds it then waits until
+nobody has renewed it for a whole lease, and is told (`Lease.uncertain`) that the message may
+have gone out: it asks Twilio before sending (services/notifier/delivery.py).
 """
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Final, Literal
 
 import nats.js.errors
@@ -171,6 +181,93 @@ async def take_lease(bus: Bus, key: str, lease_seconds: float, payload: bytes = 
         return "busy"
     log.warning("took over the expired lease %s", key)
     return "taken"
+
+
+@dataclass
+class Lease:
+    """A send lease held by this worker. `since`: when the first holder took the key (a message
+    sent by any holder was sent after it); `uncertain`: an earlier holder may have sent."""
+
+    key: str
+    revision: int
+    since: float
+    uncertain: bool
+
+
+async def acquire(bus: Bus, key: str, lease_seconds: float, poll_seconds: float = 0.5) -> Lease | None:
+    """The send lease on `key`, or None when the send is already done. While another worker
+    holds it (renewing it), waits: the caller's consumer reports progress meanwhile, and the
+    message then is either done or abandoned, never sent twice."""
+    kv = await bus.kv(streams.DELIVERIES)
+    while True:
+        now = time.time()
+        try:
+            revision = await kv.create(key, pending_value(_since(now), now))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            pass
+        else:
+            return Lease(key, revision, now, uncertain=False)
+        try:
+            entry = await kv.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            continue  # released between our two calls
+        raw = entry.value or b""
+        taken_at, payload = parse_value(raw)
+        if taken_at is None:
+            return None
+        age = now - taken_at
+        if age < lease_seconds:
+            await asyncio.sleep(min(poll_seconds, lease_seconds - age))
+            continue
+        since = _read_since(payload, taken_at)
+        try:
+            revision = await kv.update(key, pending_value(_since(since), now), last=entry.revision)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            continue
+        log.warning("took over the abandoned send lease %s: asking the vendor before sending", key)
+        return Lease(key, revision, since, uncertain=True)
+
+
+@contextlib.asynccontextmanager
+async def kept(bus: Bus, lease: Lease, lease_seconds: float) -> AsyncIterator[None]:
+    """Renews `lease` every quarter of `lease_seconds` while the block runs (a slow vendor does
+    not let another worker in); the block ends with `finish`, `release`, or neither when the
+    outcome is unknown (the lease is then abandoned, for a later worker to reconcile)."""
+    kv = await bus.kv(streams.DELIVERIES)
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(lease_seconds / 4)
+            try:
+                lease.revision = await kv.update(
+                    lease.key, pending_value(_since(lease.since), time.time()), last=lease.revision
+                )
+            except nats.js.errors.KeyWrongLastSequenceError:
+                return  # finished or released meanwhile
+            except Exception:  # NATS reconnecting: the next beat may pass
+                log.warning("could not renew send lease %s", lease.key, exc_info=True)
+
+    beat = asyncio.create_task(renew())
+    try:
+        yield
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+
+
+def _since(at: float) -> bytes:
+    return f"since={at!r}".encode()
+
+
+def _read_since(payload: bytes, default: float) -> float:
+    text = payload.decode(errors="replace")
+    if text.startswith("since="):
+        try:
+            return float(text.removeprefix("since="))
+        except ValueError:
+            pass
+    return default
 
 
 async def finish(bus: Bus, key: str, result: bytes) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
@@ -30,6 +31,11 @@ log = logging.getLogger("oncall.notifier.whatsapp")
 HTTP_TIMEOUT_SECONDS: Final = 15.0
 # Retries of one send: a consumer is never held long (4 tries within 10 s, waits from 0.5 s to 4 s).
 SEND_RETRY: Final = RetryPolicy(attempts=4, budget_seconds=10.0, max_wait_seconds=4.0)
+# Our clock and Twilio's may differ: a message is looked for from this long before the send began.
+CLOCK_SKEW: Final = timedelta(seconds=30)
+# Messages read when looking for one we may have sent: pages of 50, newest first.
+LIST_PAGE_SIZE: Final = 50
+LIST_LIMIT: Final = 1000
 
 
 class WhatsAppClient:
@@ -97,6 +103,44 @@ class WhatsAppClient:
         # No Body: a Body beside ContentSid outside the window fails with 63016 again.
         variables = json.dumps({"1": invitation}, ensure_ascii=False)
         return await self._create(to, {"content_sid": self._template_sid, "content_variables": variables})
+
+    async def find_sent(self, to: str, body: str, since: float) -> list[str]:
+        """The MessageSids, newest first, of the messages with exactly `body` (which carries the
+        incident tag and the part marker) sent from our number to `to` at or after `since`
+        (epoch seconds): how a send whose outcome is unknown is reconciled before any resend.
+        Raises SendError (transient) when Twilio cannot be asked."""
+        try:
+            recipient = f"whatsapp:{normalize_phone(to)}"
+        except ValueError as exc:
+            raise SendError(permanent=True, code=None, message=str(exc)) from exc
+        start = datetime.fromtimestamp(since, UTC) - CLOCK_SKEW
+        return await self._retry.call(
+            lambda: asyncio.to_thread(self._find_blocking, recipient, body, start),
+            on_retry=_count_retry,
+            what="Twilio message list",
+            logger=log,
+        )
+
+    def _find_blocking(self, recipient: str, body: str, start: datetime) -> list[str]:
+        try:
+            # `DateSent>=YYYY-MM-DD` filters by GMT day only: the time is compared here.
+            listed = self._client.messages.stream(
+                to=recipient,
+                from_=self._from,
+                date_sent_after=start.strftime("%Y-%m-%d"),
+                page_size=LIST_PAGE_SIZE,
+                limit=LIST_LIMIT,
+            )
+            return [
+                str(message.sid)
+                for message in listed
+                if message.body == body
+                and ((sent := message.date_sent or message.date_created) is None or sent >= start)
+            ]
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise send_error(exc, parse_retry_after(self._http.last_retry_after())) from exc
+        except (OSError, TwilioException) as exc:
+            raise SendError(permanent=False, code=None, message=f"{type(exc).__name__}: {exc}") from exc
 
     async def _create(self, to: str, content: dict[str, str]) -> str:
         try:

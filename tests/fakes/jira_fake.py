@@ -4,6 +4,7 @@ label search, validated the way Jira Cloud does it."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -90,8 +91,16 @@ class FakeJira(FakeHTTPServer):
         priorities: Sequence[str] = DEFAULT_PRIORITIES,
         screen_fields: Collection[str] = DEFAULT_SCREEN_FIELDS,
         workflow: Sequence[tuple[str, str, str, str]] = DEFAULT_WORKFLOW,
+        search_lag_seconds: float = 0.0,
+        create_answer_seconds: float = 0.0,
     ) -> None:
         super().__init__(delay_seconds)
+        # Jira Cloud's search reads an index updated after the write: a new issue is found by JQL
+        # only some time after the create answered (seconds, sometimes more). 0: at once.
+        self.search_lag_seconds = search_lag_seconds
+        # A slow create: the issue exists at once (the write is done) but the answer comes this
+        # much later, past a client's timeout if longer than it.
+        self.create_answer_seconds = create_answer_seconds
         self.email = email
         self.api_token = api_token
         self.project_key = project_key
@@ -216,6 +225,8 @@ class FakeJira(FakeHTTPServer):
         with self._lock:
             key = self._store(fields, "To Do")
             issue_id = self._issues[-1]["id"]
+        if self.create_answer_seconds > 0:
+            time.sleep(self.create_answer_seconds)
         return json_response(
             201, {"id": issue_id, "key": key, "self": f"{self.url}/rest/api/3/issue/{issue_id}"}
         )
@@ -224,7 +235,16 @@ class FakeJira(FakeHTTPServer):
         """Append an issue; the caller holds the lock."""
         issue_id = str(10001 + len(self._issues))
         key = f"{self.project_key}-{len(self._issues) + 1}"
-        self._issues.append({"id": issue_id, "key": key, "fields": fields, "status": status, "comments": []})
+        self._issues.append(
+            {
+                "id": issue_id,
+                "key": key,
+                "fields": fields,
+                "status": status,
+                "comments": [],
+                "searchable_at": time.monotonic() + self.search_lag_seconds,
+            }
+        )
         return key
 
     def _field_errors(self, fields: dict[str, Any]) -> dict[str, str]:
@@ -415,8 +435,11 @@ class FakeJira(FakeHTTPServer):
         if isinstance(parsed, str):
             return jira_errors(400, [parsed])
         conditions, newest_first = parsed
+        now = time.monotonic()
         with self._lock:
-            found = [i for i in self._issues if all(test(i) for test in conditions)]
+            found = [
+                i for i in self._issues if i["searchable_at"] <= now and all(test(i) for test in conditions)
+            ]
         if newest_first:
             found.reverse()
         # /search/jql returns bare ids unless fields are asked for (unlike GET issue).

@@ -178,6 +178,53 @@ def test_twilio_bad_auth_and_injected_429(twilio: tuple[FakeTwilio, TwilioClient
     assert (raised.value.status, raised.value.code) == (401, 20003)
 
 
+def test_twilio_lists_messages_by_recipient_sender_and_day_in_pages(
+    twilio: tuple[FakeTwilio, TwilioClient],
+) -> None:
+    fake, client = twilio
+    ours, other = "whatsapp:+14155238886", "whatsapp:+14155230000"
+    for n in range(5):
+        client.messages.create(to="whatsapp:+15551234567", from_=ours, body=f"m{n}")
+    client.messages.create(to="whatsapp:+15559999999", from_=ours, body="someone else")
+    client.messages.create(to="whatsapp:+15551234567", from_=other, body="another sender")
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+
+    # The SDK follows next_page_uri: pages of 2, newest first.
+    listed = list(
+        client.messages.stream(to="whatsapp:+15551234567", from_=ours, date_sent_after=today, page_size=2)
+    )
+    assert [m.body for m in listed] == ["m4", "m3", "m2", "m1", "m0"]
+    assert all(m.status == "sent" and m.date_sent is not None for m in listed)
+    assert [r.arg("Page") for r in fake.requests if r.method == "GET"] == [None, "1", "2"]
+    # DateSent>=: on or after that GMT day; DateSent<=: on or before it.
+    assert client.messages.list(to="whatsapp:+15551234567", date_sent_after="2999-01-01") == []
+    assert len(client.messages.list(to="whatsapp:+15551234567", date_sent_before=today)) == 6
+    assert len(client.messages.list(to="whatsapp:+15551234567", date_sent=today)) == 6
+
+
+def test_twilio_slow_answer_creates_the_message_at_once(http: httpx.Client) -> None:
+    with FakeTwilio(create_answer_seconds=1.0) as fake:
+        with pytest.raises(httpx.ReadTimeout):
+            http.post(
+                f"{fake.url}/2010-04-01/Accounts/{fake.account_sid}/Messages.json",
+                auth=(fake.account_sid, fake.auth_token),
+                data={"To": "whatsapp:+15551234567", "From": "whatsapp:+14155238886", "Body": "hi"},
+                timeout=0.2,
+            )
+        assert [m["Body"] for m in fake.messages] == ["hi"]
+
+
+def test_jira_search_finds_a_new_issue_only_after_its_lag() -> None:
+    with (
+        FakeJira("bot@example.com", "tok", search_lag_seconds=0.5) as fake,
+        httpx.Client(base_url=fake.url, auth=("bot@example.com", "tok")) as client,
+    ):
+        client.post("/rest/api/3/issue", json=_issue(labels=["req-1"]))
+        search = {"jql": 'project = OPS AND labels = "req-1"', "fields": ["status"]}
+        assert client.post("/rest/api/3/search/jql", json=search).json()["issues"] == []
+        fake.wait_for(lambda f: len(client.post("/rest/api/3/search/jql", json=search).json()["issues"]) == 1)
+
+
 def test_twilio_429_carries_retry_after(http: httpx.Client) -> None:
     with FakeTwilio() as fake:
         fake.fail_next(429, 20429, "Too Many Requests", retry_after=3)

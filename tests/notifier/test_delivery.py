@@ -12,6 +12,7 @@ from faststream.nats import NatsBroker, TestNatsBroker
 
 from services.contracts import subjects
 from services.contracts.models import Diagnosis, IncidentDiagnosed, IncidentResolved, TicketFailed
+from services.notifier import records
 from services.notifier.app import wire
 from services.notifier.console import ConsoleChannel
 from services.notifier.delivery import CONSOLE_RECIPIENT, Notification, SendError, deliver, recipients
@@ -203,10 +204,75 @@ async def test_a_second_delivery_racing_the_first_does_not_send_again(
         )
 
         assert len(slow.messages) == 1
-    errors = [r for r in results if isinstance(r, BaseException)]
-    assert len(errors) == 1
-    assert isinstance(errors[0], SendError)
-    assert not errors[0].permanent  # the loser's event is redelivered later, and finds it sent
+    # The second waited for the first's lease and found the message sent.
+    assert [r for r in results if isinstance(r, BaseException)] == []
+
+
+# --- unknown outcomes: reconciled with Twilio before any resend ---------------------------------
+
+# A lease as the product keeps it, only shorter: these tests are not about timing.
+SHORT_LEASE = 1.0
+
+
+async def test_an_answer_slower_than_the_client_timeout_is_not_sent_twice(
+    bus: Bus, make_settings: Callable[..., NotifierSettings], on_call: list[str]
+) -> None:
+    with FakeTwilio(create_answer_seconds=1.5) as slow:
+        settings = make_settings(TWILIO_API_BASE_URL=slow.url)
+        assert settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_whatsapp_number
+        impatient = WhatsAppClient(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token.get_secret_value(),
+            settings.twilio_whatsapp_number,
+            slow.url,
+            retry=QUICK_RETRY,
+            timeout_seconds=0.5,
+        )
+        diagnosis = note("🚨 *Incident diagnosis* #a1b2c3", key=unique("diag"))
+
+        with pytest.raises(SendError) as lost:
+            await deliver(bus, impatient, on_call[:1], diagnosis, lease_seconds=SHORT_LEASE)
+        assert lost.value.status is None and not lost.value.permanent  # no answer: unknown
+        reconciled_before = sends("reconciled")
+        await deliver(bus, impatient, on_call[:1], diagnosis, lease_seconds=SHORT_LEASE)  # the redelivery
+
+        (sent,) = slow.messages
+    assert sends("reconciled") - reconciled_before == 1
+    assert await incident_of_message(bus, sent["sid"]) == "a1b2c3"  # a reply to it still finds its incident
+    lists = [r for r in slow.requests if r.method == "GET"]
+    assert lists and lists[0].arg("To") == f"whatsapp:{on_call[0]}"
+    assert lists[0].arg("From") == f"whatsapp:{settings.twilio_whatsapp_number}"
+    assert lists[0].arg("DateSent>") is not None
+
+
+async def test_a_send_abandoned_after_twilio_took_it_is_found_not_resent(
+    bus: Bus, twilio: FakeTwilio, channel: WhatsAppClient, on_call: list[str]
+) -> None:
+    diagnosis = note("🚨 *Incident diagnosis* #a1b2c3", key=unique("diag"))
+    key = kv_key(f"sent.{diagnosis.key}.{on_call[0].removeprefix('+')}")
+    # A notifier took the lease, Twilio accepted its message, and the notifier died.
+    lease = await records.acquire(bus, key, SHORT_LEASE)
+    assert lease is not None and not lease.uncertain
+    await channel.send(on_call[0], diagnosis.text)
+
+    await deliver(bus, channel, on_call[:1], diagnosis, lease_seconds=SHORT_LEASE)
+
+    assert len(twilio.messages) == 1
+
+
+async def test_a_send_abandoned_before_twilio_took_it_is_sent_once(
+    bus: Bus, twilio: FakeTwilio, channel: WhatsAppClient, on_call: list[str]
+) -> None:
+    diagnosis = note("🚨 *Incident diagnosis* #a1b2c3", key=unique("diag"))
+    key = kv_key(f"sent.{diagnosis.key}.{on_call[0].removeprefix('+')}")
+    # The same message a day earlier, for another notification: not taken for this one.
+    twilio_other = note(diagnosis.text, key=unique("diag"))
+    await deliver(bus, channel, on_call[:1], twilio_other)
+    assert await records.acquire(bus, key, SHORT_LEASE) is not None  # taken, then the holder died
+
+    await deliver(bus, channel, on_call[:1], diagnosis, lease_seconds=SHORT_LEASE)
+
+    assert len(twilio.messages) == 2
 
 
 async def test_a_failed_send_releases_its_claim(
