@@ -10,6 +10,11 @@ from services.ticketing.settings import TicketingSettings
 PRIORITIES: tuple[Priority, ...] = get_args(Priority)
 # What JIRA_PRIORITY_MAP defaults to: the names of Jira Cloud's default priority scheme.
 DEFAULT_PRIORITY_NAMES: Mapping[Priority, str] = {"P1": "Highest", "P2": "High", "P3": "Medium", "P4": "Low"}
+# How long after a create was sent its issue may still turn up in the label search: the create
+# itself (the client's 10 s timeout, its retries of provably unprocessed answers within 30 s) plus
+# the lag of Jira's search index behind its writes (seconds, at times a minute).
+CREATE_SETTLE_SECONDS = 100.0
+SEARCH_POLL_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,9 @@ class TicketingConfig:
     priority_names: Mapping[Priority, str] = field(default_factory=lambda: dict(DEFAULT_PRIORITY_NAMES))
     # Name of the workflow transition applied when the incident resolves; None = comment only.
     resolve_transition: str | None = None
+    # A create whose outcome is unknown is looked for by its label this long before a second one.
+    create_settle_seconds: float = CREATE_SETTLE_SECONDS
+    search_poll_seconds: float = SEARCH_POLL_SECONDS
 
     @classmethod
     def from_settings(cls, settings: TicketingSettings) -> "TicketingConfig":

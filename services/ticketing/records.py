@@ -16,17 +16,22 @@ must find the ticket to comment on it rather than create another. It also keeps 
 for, which the conversation does not, and ticketing's NATS user cannot read the conversations.
 """
 
+import asyncio
 import hashlib
+import logging
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
+import nats.js.errors
 from pydantic import BaseModel, Field
 
 from services.contracts import streams
 from services.contracts.models import Priority, utc_now
 from services.runtime.bus import Bus
 from services.ticketing.jira import JiraClient
+
+log = logging.getLogger("oncall.ticketing")
 
 BASE_LABEL = "oncall-agent"
 # As Alertmanager's notifier asks; newest first, so the first is the incident's current ticket.
@@ -133,3 +138,54 @@ async def find_incident_ticket(
 
 async def put(bus: Bus, key: str, value: BaseModel) -> None:
     await bus.kv_put_text(streams.DELIVERIES, key, value.model_dump_json())
+
+
+# --- the create intent -----------------------------------------------------------------------
+
+
+async def claim_intent(bus: Bus, request_id: str, incident_id: str) -> TicketIntent | None:
+    """Write the intent before a create; None when this caller wrote it, else the intent an earlier
+    or concurrent delivery wrote (its create may have happened: look for it before another)."""
+    kv = await bus.kv(streams.DELIVERIES)
+    intent = TicketIntent(incident_id=incident_id)
+    try:
+        await kv.create(intent_key(request_id), intent.model_dump_json().encode())
+    except nats.js.errors.KeyWrongLastSequenceError:
+        found, _ = await bus.kv_get(streams.DELIVERIES, intent_key(request_id), TicketIntent)
+        return found or intent  # deleted meanwhile (the create was refused): still look once
+    return None
+
+
+async def renew_intent(bus: Bus, request_id: str, seen: TicketIntent) -> bool:
+    """Announce a create again, after the one `seen` announced was looked for long enough and not
+    found. False when another delivery renewed it first (it creates; look for its issue instead)."""
+    renewed = TicketIntent(incident_id=seen.incident_id)
+
+    def change(current: TicketIntent | None) -> TicketIntent | None:
+        return renewed if current is None or current.at == seen.at else None
+
+    stored = await bus.kv_update(streams.DELIVERIES, intent_key(request_id), TicketIntent, change)
+    return stored is renewed
+
+
+async def wait_for_created(
+    jira: JiraClient,
+    project_key: str,
+    label: str,
+    intent: TicketIntent,
+    settle_seconds: float,
+    poll_seconds: float,
+) -> str | None:
+    """The issue an earlier create (announced by `intent`) made, looked for by its label until
+    `settle_seconds` after that create: Jira's search finds a new issue only once its index has
+    caught up, and the create may still be in flight in another worker. None: it was not made."""
+    deadline = intent.at + timedelta(seconds=settle_seconds)
+    while True:
+        key = await find_by_label(jira, project_key, label)
+        if key is not None:
+            return key
+        left = (deadline - utc_now()).total_seconds()
+        if left <= 0:
+            log.warning("no issue labelled %s within %.0fs of its create: creating it", label, settle_seconds)
+            return None
+        await asyncio.sleep(min(poll_seconds, left))

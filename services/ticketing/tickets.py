@@ -14,6 +14,7 @@ from typing import Any, Literal
 from services.contracts import streams, subjects
 from services.contracts.models import NotifyText, Priority, TicketCreated, TicketFailed, TicketRequested
 from services.runtime.bus import Bus
+from services.runtime.outbound import provably_unprocessed
 from services.runtime.text import clip
 from services.ticketing import adf, comments, metrics, records
 from services.ticketing.assignees import Ambiguous, Assignment, choice_question, resolve_assignee
@@ -113,12 +114,10 @@ async def _act_on_ticket(
 ) -> Acted:
     intent, _ = await bus.kv_get(streams.DELIVERIES, records.intent_key(req.request_id), TicketIntent)
     if intent is not None:
-        # An earlier delivery sent the create and may have died before recording it.
-        key = await records.find_by_label(jira, project_key, records.request_label(req.request_id))
-        if key is not None:
-            log.info("found %s, created by an earlier delivery of request %s", key, req.request_id)
-            ticket = IncidentTicket(key=key, url=jira.browse_url(key), priority=req.priority)
-            return Acted(ticket, _created(req, ticket, assignment, [assignment.note]), "recovered")
+        # An earlier delivery sent the create, and died or lost Jira's answer before recording it.
+        recovered = await _recover(req, bus, jira, project_key, config, assignment, intent)
+        if recovered is not None:
+            return recovered
     existing = None
     if not req.new_ticket:
         existing = await records.find_incident_ticket(bus, jira, project_key, req.incident_id)
@@ -129,14 +128,54 @@ async def _act_on_ticket(
             if exc.transient:
                 raise
             raise Refused(f"Jira did not update {existing.key}: {exc.message}") from exc
-    await records.put(bus, records.intent_key(req.request_id), TicketIntent(incident_id=req.incident_id))
+    if intent is None:
+        racing = await records.claim_intent(bus, req.request_id, req.incident_id)
+        if racing is not None:  # another delivery is creating it right now
+            recovered = await _recover(req, bus, jira, project_key, config, assignment, racing)
+            if recovered is not None:
+                return recovered
     try:
         return await create(req, jira, project_key, assignment, config)
     except JiraError as exc:
+        if provably_unprocessed(exc):  # nothing was created: the next try need not look for it
+            await bus.kv_delete(streams.DELIVERIES, records.intent_key(req.request_id))
         if exc.transient:
-            raise
+            raise  # after a lost answer the intent stays: the next delivery looks before creating
         await bus.kv_delete(streams.DELIVERIES, records.intent_key(req.request_id))  # nothing was created
         raise Refused(f"Jira did not create the ticket: {exc.message}") from exc
+
+
+async def _recover(
+    req: TicketRequested,
+    bus: Bus,
+    jira: JiraClient,
+    project_key: str,
+    config: TicketingConfig,
+    assignment: Assignment,
+    intent: TicketIntent,
+) -> Acted | None:
+    """The issue an earlier delivery's create made, looked for by the request's label as long as
+    Jira's search may lag behind it; None when there is none and this caller renewed the intent,
+    so that it creates the issue (a delivery that finds the intent renewed by another looks for
+    that one's issue in turn)."""
+    label = records.request_label(req.request_id)
+    while True:
+        key = await records.wait_for_created(
+            jira, project_key, label, intent, config.create_settle_seconds, config.search_poll_seconds
+        )
+        if key is not None:
+            break
+        if await records.renew_intent(bus, req.request_id, intent):
+            return None
+        current, _ = await bus.kv_get(streams.DELIVERIES, records.intent_key(req.request_id), TicketIntent)
+        if current is None:  # refused and given up meanwhile: announce ours
+            current = await records.claim_intent(bus, req.request_id, req.incident_id)
+            if current is None:
+                return None
+        intent = current
+    log.info("found %s, created by an earlier delivery of request %s", key, req.request_id)
+    ticket = IncidentTicket(key=key, url=jira.browse_url(key), priority=req.priority)
+    return Acted(ticket, _created(req, ticket, assignment, [assignment.note]), "recovered")
 
 
 # --- creating ----------------------------------------------------------------------------------

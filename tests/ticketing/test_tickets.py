@@ -4,12 +4,15 @@ an ambiguous name is asked about on WhatsApp; and no redelivery makes a second i
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from fakes.jira_fake import DEFAULT_SCREEN_FIELDS, FakeJira
 from pydantic import BaseModel
+from ticketing.conftest import JIRA_EMAIL, JIRA_TOKEN
 from ticketing.helpers import published, texts, ticketing_in_memory
 
 from services.contracts import streams, subjects
@@ -437,6 +440,55 @@ async def test_a_redelivery_after_a_crash_between_create_and_record_finds_the_is
     assert await _stored(bus, records.incident_key(req.incident_id), IncidentTicket) is not None
     created = await published(bus, subjects.TICKETS_CREATED, "request_id", req.request_id)
     assert [e["key"] for e in created] == ["OPS-1"]
+
+
+async def test_a_create_answered_after_the_client_timeout_makes_one_issue_despite_search_lag(
+    fake_jira: FakeJira, bus: Bus
+) -> None:
+    # Jira takes longer than the client waits, and its search finds the issue only later still.
+    fake_jira.create_answer_seconds = 1.0
+    fake_jira.search_lag_seconds = 1.5
+    impatient = JiraClient(fake_jira.url, JIRA_EMAIL, JIRA_TOKEN, timeout=httpx.Timeout(0.3))
+    config = TicketingConfig(project_key="OPS", create_settle_seconds=10.0, search_poll_seconds=0.2)
+    req = _request("Ravi Kumar")
+    try:
+        with pytest.raises(JiraError) as lost:
+            await handle_ticket_request(req, bus, impatient, config)
+        assert lost.value.status is None and lost.value.transient  # no answer: the outcome is unknown
+
+        result = await handle_ticket_request(req, bus, impatient, config)  # the redelivery
+    finally:
+        await impatient.aclose()
+
+    assert isinstance(result, TicketCreated) and result.key == "OPS-1"
+    assert len(fake_jira.issues) == 1 and len(_create_bodies(fake_jira)) == 1
+
+
+async def test_two_deliveries_racing_make_one_issue(fake_jira: FakeJira, jira: JiraClient, bus: Bus) -> None:
+    fake_jira.create_answer_seconds = 0.5
+    fake_jira.search_lag_seconds = 0.5
+    config = TicketingConfig(project_key="OPS", create_settle_seconds=10.0, search_poll_seconds=0.2)
+    req = _request(None)
+
+    first, second = await asyncio.gather(
+        handle_ticket_request(req, bus, jira, config), handle_ticket_request(req, bus, jira, config)
+    )
+
+    assert isinstance(first, TicketCreated) and first.key == "OPS-1" and second.key == "OPS-1"
+    assert len(fake_jira.issues) == 1
+
+
+async def test_a_create_lost_before_jira_made_it_is_made_after_the_search_settles(
+    fake_jira: FakeJira, jira: JiraClient, bus: Bus
+) -> None:
+    config = TicketingConfig(project_key="OPS", create_settle_seconds=0.5, search_poll_seconds=0.1)
+    req = _request(None)
+    # A delivery announced its create and died before sending it.
+    assert await records.claim_intent(bus, req.request_id, req.incident_id) is None
+
+    result = await handle_ticket_request(req, bus, jira, config)
+
+    assert isinstance(result, TicketCreated) and len(fake_jira.issues) == 1
 
 
 async def test_a_redelivered_new_ticket_request_finds_its_own_issue_not_the_first(
