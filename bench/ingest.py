@@ -372,6 +372,13 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
+def command_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
@@ -392,14 +399,19 @@ class Oncall:
     @property
     def nats_pid(self) -> int:
         """The embedded nats-server (0 when NATS is external)."""
-        kids = children(self.pid)
+        kids = [kid for kid in children(self.pid) if command_name(kid).startswith("nats-server")]
         return kids[0] if kids else 0
 
+    @property
+    def python_pids(self) -> list[int]:
+        """`oncall up` and its intake process (the child that is not nats-server)."""
+        return [self.pid, *(kid for kid in children(self.pid) if kid != self.nats_pid)]
+
     def cpu(self) -> tuple[float, float]:
-        return cpu_seconds(self.pid), cpu_seconds(self.nats_pid)
+        return sum(cpu_seconds(pid) for pid in self.python_pids), cpu_seconds(self.nats_pid)
 
     def rss(self) -> tuple[float, float]:
-        return proc_status(self.pid, "VmRSS"), proc_status(self.nats_pid, "VmRSS")
+        return sum(proc_status(pid, "VmRSS") for pid in self.python_pids), proc_status(self.nats_pid, "VmRSS")
 
     def counters(self) -> dict[str, float]:
         """The product's own counters from GET /metrics (accepted webhooks, diagnoses, sends)."""

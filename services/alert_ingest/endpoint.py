@@ -9,7 +9,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from services.alert_ingest import metrics
-from services.alert_ingest.incidents import change_kind, next_group_entry
+from services.alert_ingest.incidents import RecentGroups, change_kind, next_group_entry
 from services.alert_ingest.settings import AlertIngestSettings
 from services.alert_ingest.webhook import (
     Credentials,
@@ -45,6 +45,7 @@ def make_alerts_endpoint(
     """POST /alerts: authenticate, read within the limit, parse, assign the incident, publish."""
     settings = ctx.settings
     creds = credentials_from(ctx)
+    recent = RecentGroups()
     if creds.token is None and creds.basic_user is None:
         if creds.allow_anonymous:
             log.warning("INGEST_ALLOW_ANONYMOUS=true: anyone who reaches /alerts can page the on-call people")
@@ -99,10 +100,12 @@ def make_alerts_endpoint(
             return next_group_entry(current, group)
 
         try:
+            key = group_hash(group.group_key)
             entry = await ctx.bus.kv_update(
-                streams.GROUPS, group_hash(group.group_key), GroupIndexEntry, advance
+                streams.GROUPS, key, GroupIndexEntry, advance, likely_absent=key not in recent
             )
             assert entry is not None
+            recent.add(key)
             group.incident_id = entry.incident_id
             group.change = change_kind(before[0], entry)
             status = subject_status(group)

@@ -1,6 +1,30 @@
 """Which incident an alert group belongs to: one incident per group from first firing to resolved."""
 
+from collections import OrderedDict
+
 from services.contracts.models import AlertChange, AlertGroup, GroupIndexEntry, incident_id_for
+
+# Groups this replica remembers having indexed; beyond it the oldest are forgotten (a forgotten
+# group costs one failed create, never a wrong answer).
+RECENT_GROUPS = 10_000
+
+
+class RecentGroups:
+    """The group keys this process has indexed lately: for any other group a webhook is most
+    likely its first, so the index entry is created without being read first."""
+
+    def __init__(self, size: int = RECENT_GROUPS):
+        self.size = size
+        self._keys: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._keys
+
+    def add(self, key: str) -> None:
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        if len(self._keys) > self.size:
+            self._keys.popitem(last=False)
 
 
 def firing_fingerprints(group: AlertGroup) -> list[str]:

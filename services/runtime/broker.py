@@ -1,6 +1,7 @@
 """The broker factory: one NatsBroker per process, failing fast when NATS is unreachable."""
 
 import logging
+from typing import Any
 
 import nats
 import nats.errors
@@ -56,20 +57,20 @@ async def check_reachable(url: str, connect_timeout: int = CONNECT_TIMEOUT_SECON
     await nc.close()
 
 
-def make_broker(url: str, name: str) -> NatsBroker:
-    """After the first connection the client reconnects forever: a NATS restart must not kill us."""
+def make_broker(url: str, name: str, tracing: bool = False) -> NatsBroker:
+    """After the first connection the client reconnects forever: a NATS restart must not kill us.
+    `tracing`: spans for every publish and consume, their context in message headers (only when a
+    tracer provider exports them: observability.configure_tracing)."""
     enforce_fetch_timeout_contract()
+    middlewares: list[Any] = [NatsTelemetryMiddleware()] if tracing else []
+    middlewares.append(NatsPrometheusMiddleware(registry=metrics.REGISTRY, app_name=name))
     return NatsBroker(
         nats_servers(url),
         name=name,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
-        # Trace context travels in message headers from service to service.
-        middlewares=[
-            NatsTelemetryMiddleware(),
-            NatsPrometheusMiddleware(registry=metrics.REGISTRY, app_name=name),
-        ],
+        middlewares=middlewares,
         logger=FASTSTREAM_LOGGER,
         log_level=logging.DEBUG,  # FastStream's per-message lines cost ~30% throughput: DEBUG only
     )

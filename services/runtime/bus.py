@@ -161,14 +161,27 @@ class Bus:
         return model.model_validate_json(entry.value), entry.revision or 0
 
     async def kv_update(
-        self, bucket: BucketSpec, key: str, model: type[M], change: Callable[[M | None], M | None]
+        self,
+        bucket: BucketSpec,
+        key: str,
+        model: type[M],
+        change: Callable[[M | None], M | None],
+        likely_absent: bool = False,
     ) -> M | None:
         """Read-modify-write with compare-and-set on the revision, retried on conflict.
 
         `change` gets the current value (None when absent) and returns the new one, or None to
-        leave it as it is. It may run several times, so it must be pure.
+        leave it as it is. It may run several times, so it must be pure. `likely_absent`: try to
+        create the key first, without reading it (one NATS round trip instead of two when the
+        guess is right; when the key exists, the create fails and the read-modify-write follows).
         """
         kv = await self.kv(bucket)
+        if likely_absent and (first := change(None)) is not None:
+            try:
+                await kv.create(key, first.model_dump_json().encode())
+                return first
+            except nats.js.errors.KeyWrongLastSequenceError:
+                pass  # it exists: read it and change that
         for _ in range(KV_CAS_ATTEMPTS):
             current, revision = await self.kv_get(bucket, key, model)
             new = change(current)

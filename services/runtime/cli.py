@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from collections.abc import Coroutine, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -16,11 +16,13 @@ from pydantic import ValidationError
 
 from services.contracts import streams
 from services.contracts.settings import OnCallPeople
+from services.runtime import stats, timeline
 from services.runtime.broker import FASTSTREAM_LOGGER, NatsUnreachable, check_reachable
 from services.runtime.credentials import mask_credentials
 from services.runtime.data_dir import DataDirBusy, StaleLocalState, read_local_state
 from services.runtime.embedded_nats import NatsServerError
 from services.runtime.host import Host, HttpServerError
+from services.runtime.intake_process import INTAKE_SERVICE
 from services.runtime.local import run_demo, send_reply
 from services.runtime.observability import configure_logging
 from services.runtime.operate import Selection, describe, read_conversation, replay
@@ -74,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="one service alone against NATS_URL (as on Kubernetes)")
     run.add_argument("service", choices=service_names())
     with_host_options(run)
+    # `oncall up`'s intake process (intake_process.py): the inherited public socket, and the
+    # process it forwards the other routes to. Not for people.
+    run.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+    run.add_argument("--upstream", help=argparse.SUPPRESS)
     demo = commands.add_parser("demo", help="local mode plus a demo incident")
     with_host_options(demo)
     demo.add_argument("--once", action="store_true", help="stop after the diagnosis is shown")
@@ -104,7 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser("inspect", help="show an incident's conversation from KV")
     inspect.add_argument("incident")
     inspect.add_argument("--json", action="store_true", help="the raw KV value")
+    inspect.add_argument(
+        "--timeline", action="store_true", help="fired, diagnosed, replies, actions, resolved"
+    )
     inspect.add_argument("--data-dir", type=Path)
+    period = commands.add_parser("stats", help="incidents, model/rules, feedback, tickets over a period")
+    period.add_argument("--since", default="7d", help="7d, 24h, 2w, or an ISO date (default 7d)")
+    period.add_argument("--until", help="an ISO date (default now)")
+    period.add_argument("--data-dir", type=Path)
     commands.add_parser("eval", help="run the evaluation scenarios (eval/scenarios); see oncall eval --help")
     return parser
 
@@ -161,7 +174,27 @@ async def run_inspect(settings: ProcessSettings, args: argparse.Namespace) -> in
     if conversation is None:
         print(f"no incident {args.incident}", file=sys.stderr)
         return 1
+    if args.timeline:
+        print("\n".join(timeline.render(timeline.timeline_of(conversation))))
+        return 0
     print(conversation.model_dump_json(indent=1) if args.json else describe(conversation))
+    return 0
+
+
+async def run_stats(settings: ProcessSettings, args: argparse.Namespace) -> int:
+    url = nats_url_for(settings)
+    if url is None:
+        print("oncall stats: set NATS_URL (or run it beside a local `oncall up`)", file=sys.stderr)
+        return 2
+    now = datetime.now(UTC)
+    try:
+        since = stats.period_start(args.since, now)
+        until = stats.period_start(args.until, now) if args.until else now
+    except ValueError:
+        print(f"oncall stats: not a period: {args.since!r} (7d, 24h, 2w, or an ISO date)", file=sys.stderr)
+        return 2
+    await check_reachable(url)
+    print(stats.render(stats.compute(await stats.read_conversations(url), since, until)))
     return 0
 
 
@@ -224,7 +257,7 @@ def reply_sender() -> str:
 def run_async(main: Coroutine[Any, Any, T]) -> T:
     """asyncio.run, except that a task ignoring cancellation at exit (a client reconnecting to a NATS
     that is gone) cannot hang the stop: leftovers get LEFTOVER_SECONDS, then we exit anyway."""
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop()
     try:
         return loop.run_until_complete(main)
     finally:
@@ -251,6 +284,17 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
 LEFTOVER_SECONDS = 3.0
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's where it is installed (not on Windows): it about halves the cost of every socket
+    read and write, HTTP and NATS alike (bench/profiles/README.md); asyncio's otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     if words[:1] == ["eval"]:  # the evaluation suite reads its own options
@@ -264,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         print(settings_error(exc), file=sys.stderr)
         return 2
     # The demo prints its own story; keep the logs to warnings there.
-    quiet = args.command in ("demo", "reply", "replay", "inspect")
+    quiet = args.command in ("demo", "reply", "replay", "inspect", "stats")
     # `asyncapi` wires every service only to describe it: their start-up warnings are not news.
     level = "ERROR" if args.command == "asyncapi" else "WARNING" if quiet else settings.log_level
     configure_logging(level, settings.log_format)
@@ -284,8 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         print(refusal, file=sys.stderr)
         return 2
     try:
-        if args.command in ("up", "run"):
-            run_async(Host(settings, hosted).run())
+        if args.command == "up" and INTAKE_SERVICE in service_names():
+            others = [service for service in hosted if service.name != INTAKE_SERVICE]
+            run_async(Host(settings, others, intake_apart=True).run())
+        elif args.command in ("up", "run"):
+            fd, upstream = getattr(args, "listen_fd", None), getattr(args, "upstream", None)
+            run_async(Host(settings, hosted, listen_fd=fd, upstream=upstream).run())
         elif args.command == "demo":
             return run_async(run_demo(settings, once=args.once, port_chosen=port_chosen(args)))
         elif args.command == "reply":
@@ -295,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_async(run_replay(settings, args))
         elif args.command == "inspect":
             return run_async(run_inspect(settings, args))
+        elif args.command == "stats":
+            return run_async(run_stats(settings, args))
         elif args.command == "asyncapi":
             from services.runtime.asyncapi import render  # builds every service: only on demand
 

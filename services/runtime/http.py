@@ -12,8 +12,12 @@ from services.runtime import metrics
 
 
 def build_http_app(
-    service_routes: Sequence[BaseRoute], is_ready: Callable[[], Awaitable[tuple[bool, str]]]
+    service_routes: Sequence[BaseRoute],
+    is_ready: Callable[[], Awaitable[tuple[bool, str]]],
+    metrics_route: Callable[[Request], Awaitable[Response]] | None = None,
 ) -> Starlette:
+    """`metrics_route`: another /metrics (the intake process's, merging both processes')."""
+
     async def healthz(_: Request) -> Response:
         # Liveness only: a NATS outage must not make Kubernetes restart every pod.
         return JSONResponse({"status": "ok"})
@@ -28,7 +32,7 @@ def build_http_app(
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/metrics", metrics_route or metrics_endpoint, methods=["GET"]),
         *service_routes,
     ]
     return Starlette(routes=routes)

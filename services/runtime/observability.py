@@ -3,8 +3,10 @@
 Every log line carries the incident it is about (a context variable set where a message about
 an incident is handled) and the trace id, which FastStream's OpenTelemetry middleware carries
 from service to service in message headers. Logs are JSON (`ONCALL_LOG_FORMAT=json`, for
-Kubernetes) or text. Spans are exported only when OTEL_EXPORTER_OTLP_ENDPOINT is set and the
-OTLP exporter package is installed; trace ids propagate either way.
+Kubernetes) or text. Tracing is on only when OTEL_EXPORTER_OTLP_ENDPOINT is set and the OTLP
+exporter package is installed: spans nobody receives cost about a fifth of a service's CPU
+(bench/profiles/README.md), so without an exporter no span is made, no trace context travels and
+log lines carry no trace id.
 """
 
 import json
@@ -17,6 +19,7 @@ from datetime import UTC, datetime
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from services.runtime.credentials import mask_credentials
 
@@ -84,19 +87,30 @@ def configure_logging(level: str, fmt: str = "text") -> None:
         logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.WARNING)
 
 
-def configure_tracing(service_name: str) -> TracerProvider:
-    """A real tracer provider, so that trace ids exist and propagate even with no exporter; every
-    span it makes names the process (`service.name`, e.g. `oncall-diagnoser`)."""
+def otlp_exporter() -> SpanExporter | None:
+    """The OTLP exporter OTEL_EXPORTER_OTLP_ENDPOINT asks for, or None (unset, or the package missing)."""
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return None
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    except ImportError:
+        logging.getLogger("oncall").warning(
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set, but opentelemetry-exporter-otlp-proto-http is missing: "
+            "no tracing"
+        )
+        return None
+    exporter: SpanExporter = OTLPSpanExporter()
+    return exporter
+
+
+def configure_tracing(service_name: str, exporter: SpanExporter | None = None) -> TracerProvider | None:
+    """A tracer provider exporting to `exporter` (default: the OTLP one configured), every span
+    naming the process (`service.name`, e.g. `oncall-diagnoser`); None, and no provider, when
+    there is nowhere to send spans. The broker makes spans only when this returned a provider."""
+    exporter = exporter or otlp_exporter()
+    if exporter is None:
+        return None
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        except ImportError:
-            logging.getLogger("oncall").warning(
-                "OTEL_EXPORTER_OTLP_ENDPOINT is set, but opentelemetry-exporter-otlp-proto-http is missing"
-            )
-        else:
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return provider

@@ -32,11 +32,12 @@ def fresh_tracing() -> Iterator[None]:
 
 
 async def test_spans_of_a_handled_message_carry_the_service_name(clean_bus: str, fresh_tracing: None) -> None:
-    provider = configure_tracing("oncall-diagnoser")
     exporter = InMemorySpanExporter()
+    provider = configure_tracing("oncall-diagnoser", exporter)
+    assert provider is not None
     provider.add_span_processor(SimpleSpanProcessor(exporter))
 
-    broker = make_broker(clean_bus, "t-tracing")
+    broker = make_broker(clean_bus, "t-tracing", tracing=True)
     handled = asyncio.Event()
 
     @broker.subscriber("oncall.test.tracing")
@@ -57,3 +58,11 @@ async def test_spans_of_a_handled_message_carry_the_service_name(clean_bus: str,
     spans = exporter.get_finished_spans()
     assert any(s.kind == SpanKind.CONSUMER for s in spans), [s.name for s in spans]
     assert {s.resource.attributes.get(SERVICE_NAME) for s in spans} == {"oncall-diagnoser"}
+
+
+def test_no_tracing_without_an_exporter(monkeypatch: pytest.MonkeyPatch, fresh_tracing: None) -> None:
+    """Spans nobody receives are not made: no provider, and the broker gets no tracing middleware."""
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    assert configure_tracing("oncall-alert-ingest") is None
+    broker = make_broker("nats://127.0.0.1:1", "t-no-tracing")
+    assert not any("Telemetry" in type(m).__name__ for m in broker.middlewares)
