@@ -5,7 +5,7 @@ from starlette.routing import Route
 from services.alert_ingest.alertmanager import AlertmanagerClient
 from services.alert_ingest.endpoint import make_alerts_endpoint
 from services.alert_ingest.settings import AlertIngestSettings
-from services.alert_ingest.silences import handle_silence
+from services.alert_ingest.silences import handle_silence, report_given_up
 from services.contracts import consumers, subjects
 from services.contracts.models import AlertGroup, NotifyText, SilenceApplied, SilenceRequested
 from services.runtime.router import ServiceRouter
@@ -26,7 +26,10 @@ def wire(ctx: ServiceContext[AlertIngestSettings]) -> ServiceParts:
     router.publishes(subjects.NOTIFY_TEXT, NotifyText)
     router.publishes(subjects.SILENCES_APPLIED, SilenceApplied)
 
-    @router.durable(consumers.ALERTMANAGER_SILENCES)
+    async def on_given_up(request: SilenceRequested, reason: str) -> None:
+        await report_given_up(request, reason, ctx.bus)
+
+    @router.durable(consumers.ALERTMANAGER_SILENCES, on_dead_letter=on_given_up)
     async def on_silence_requested(request: SilenceRequested) -> None:
         await handle_silence(request, ctx.bus, alertmanager)
 

@@ -35,6 +35,22 @@ async def handle_silence(
     )
 
 
+async def report_given_up(request: SilenceRequested, reason: str, bus: Bus) -> None:
+    """The request was dead-lettered (Alertmanager kept failing): the person who asked reads why."""
+    verb = "silence" if request.action == "create" else "unsilence"
+    applied = _outcome(request, f"I could not {verb} the alerts; I gave up after repeated failures: {reason}")
+    note = NotifyText(
+        notification_id=f"silence-{request.request_id}",
+        incident_id=request.incident_id,
+        text=applied.outcome,
+        in_reply_to=request.in_reply_to,
+    )
+    await bus.publish_event(subjects.NOTIFY_TEXT, note, msg_id=f"silence-outcome-{request.request_id}")
+    await bus.publish_event(
+        subjects.SILENCES_APPLIED, applied, msg_id=f"silence-applied-{request.request_id}"
+    )
+
+
 def _outcome(
     request: SilenceRequested, text: str, ok: bool = False, silence_id: str | None = None
 ) -> SilenceApplied:

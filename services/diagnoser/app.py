@@ -13,7 +13,7 @@ from services.contracts.models import (
     TicketFailed,
     TicketRequested,
 )
-from services.diagnoser import outcomes
+from services.diagnoser import given_up, outcomes
 from services.diagnoser.handlers import Diagnoser
 from services.diagnoser.model import ModelClient
 from services.diagnoser.settings import DiagnoserSettings
@@ -54,7 +54,10 @@ def wire(ctx: ServiceContext[DiagnoserSettings]) -> ServiceParts:
     async def on_alert_resolved(group: AlertGroup) -> None:
         await diagnoser.on_alert_resolved(group)
 
-    @router.durable(consumers.DIAGNOSER_HUMAN, max_workers=4)
+    async def on_reply_given_up(reply: HumanReplied, reason: str) -> None:
+        await given_up.report_given_up(reply, reason, ctx.bus)
+
+    @router.durable(consumers.DIAGNOSER_HUMAN, max_workers=4, on_dead_letter=on_reply_given_up)
     async def on_human_reply(reply: HumanReplied) -> None:
         await diagnoser.on_human_reply(reply)
 

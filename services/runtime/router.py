@@ -11,7 +11,10 @@ one middleware that gives every durable consumer the bus's contract (README, "Th
 * every log line written meanwhile names the message's incident.
 
 A dead letter goes to `oncall.dlq.<stream>` with its body unchanged and the headers
-`Oncall-Dlq-Reason`, `Oncall-Original-Subject` and `Oncall-Deliveries`.
+`Oncall-Dlq-Reason`, `Oncall-Original-Subject` and `Oncall-Deliveries`. A consumer of what a
+person asked for declares `on_dead_letter`, which then gets the message and the reason in plain
+words, so that the person is told that the request failed, and why (a dead letter is not the last
+word anyone reads).
 
     router = ServiceRouter(ctx.bus, ctx.service)
     router.publishes(subjects.NOTIFY_TEXT, NotifyText)     # bus.publish_event(...) goes through it
@@ -51,6 +54,8 @@ log = logging.getLogger("oncall.bus")
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[M], Awaitable[None]]
+# Called with a decoded message that was dead-lettered and the reason, for the people who asked.
+DeadLetterHandler = Callable[[Any, str], Awaitable[None]]
 
 
 class Undecodable(Exception):
@@ -61,6 +66,7 @@ class Undecodable(Exception):
 class DurableConsumer:
     spec: ConsumerSpec
     ack_wait_seconds: float
+    on_dead_letter: DeadLetterHandler | None = None
 
 
 class ServiceRouter(NatsRouter):
@@ -73,9 +79,16 @@ class ServiceRouter(NatsRouter):
         self._durables: dict[object, DurableConsumer] = {}
         super().__init__(middlewares=[partial(DurableConsumerMiddleware, bus=bus, durables=self._durables)])
 
-    def durable(self, spec: ConsumerSpec, *, max_workers: int = 1) -> Callable[[Handler[M]], Any]:
+    def durable(
+        self,
+        spec: ConsumerSpec,
+        *,
+        max_workers: int = 1,
+        on_dead_letter: DeadLetterHandler | None = None,
+    ) -> Callable[[Handler[M]], Any]:
         """Consume `spec` durably with a handler taking the contract model; `max_workers`
-        messages at once. Returns FastStream's handler wrapper (`wait_call`, `mock` in tests)."""
+        messages at once; `on_dead_letter(message, reason)` after a decoded message is
+        dead-lettered. Returns FastStream's handler wrapper (`wait_call`, `mock` in tests)."""
         (subject,) = spec.subjects
         ack_wait = self.bus.ack_wait_seconds or spec.ack_wait_seconds
 
@@ -96,7 +109,7 @@ class ServiceRouter(NatsRouter):
                 title=spec.durable,
                 decoder=contract_decoder(payload_model(handler)),
             )
-            self._durables[subscriber] = DurableConsumer(spec, ack_wait)
+            self._durables[subscriber] = DurableConsumer(spec, ack_wait, on_dead_letter)
             return subscriber(handler)
 
         return register
@@ -176,25 +189,29 @@ class DurableConsumerMiddleware(BaseMiddleware):
             except PermanentError as exc:
                 await self._dead_letter(msg, spec.stream, f"permanent: {exc}")
                 await msg.ack()
+                await _tell(durable, message, str(exc))
             except Exception as exc:
-                await self._failed(spec, msg, exc)
+                if await self._failed(spec, msg, exc):
+                    await _tell(durable, message, f"{_plain(exc)} (gave up after {_deliveries(msg)} tries)")
             else:
                 await msg.ack()
         finally:
             current_incident.reset(token)
 
-    async def _failed(self, spec: ConsumerSpec, msg: NatsMessage, exc: Exception) -> None:
+    async def _failed(self, spec: ConsumerSpec, msg: NatsMessage, exc: Exception) -> bool:
+        """Redeliver later, or dead-letter the message (True) after its last delivery."""
         metrics.handler_failures.labels(consumer=spec.durable).inc()
         deliveries = _deliveries(msg)
         if deliveries >= spec.max_deliver:
             await self._dead_letter(msg, spec.stream, f"failed {deliveries} times: {exc!r}")
             await msg.ack()
-            return
+            return True
         delay = delay_before_redelivery(spec, deliveries)
         # A source that said when to come back (Jira's Retry-After on 429/503) is believed.
         delay = max(delay, getattr(exc, "retry_after", None) or 0.0)
         log.warning("%s failed (delivery %d), retry in %.0fs: %r", spec.durable, deliveries, delay, exc)
         await msg.nack(delay=delay)
+        return False
 
     async def _dead_letter(self, msg: NatsMessage, stream: StreamSpec, reason: str) -> None:
         raw = msg.raw_message
@@ -213,6 +230,20 @@ class DurableConsumerMiddleware(BaseMiddleware):
             timeout=PUBLISH_TIMEOUT_SECONDS,
         )
         log.error("dead-lettered %s #%s: %s", raw.subject, sequence, reason)
+
+
+async def _tell(durable: DurableConsumer, message: Any, reason: str) -> None:
+    if durable.on_dead_letter is None:
+        return
+    try:
+        await durable.on_dead_letter(message, reason)
+    except Exception:  # the dead letter is stored: an operator still finds it
+        log.exception("%s: could not report a dead letter to the people who asked", durable.spec.durable)
+
+
+def _plain(exc: Exception) -> str:
+    """The failure in words for a person: the error's own message, else its kind."""
+    return str(exc) or type(exc).__name__
 
 
 def _deliveries(msg: NatsMessage) -> int:

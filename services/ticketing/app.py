@@ -16,7 +16,7 @@ from services.ticketing.config import TicketingConfig
 from services.ticketing.jira import JiraClient
 from services.ticketing.resolution import handle_incident_resolved
 from services.ticketing.settings import TicketingSettings
-from services.ticketing.tickets import NOT_CONFIGURED, handle_ticket_request
+from services.ticketing.tickets import NOT_CONFIGURED, handle_ticket_request, report_given_up
 
 log = logging.getLogger("oncall.ticketing")
 
@@ -32,7 +32,10 @@ def wire(ctx: ServiceContext[TicketingSettings]) -> ServiceParts:
     router.publishes(subjects.TICKETS_FAILED, TicketFailed)
     router.publishes(subjects.NOTIFY_TEXT, NotifyText)
 
-    @router.durable(consumers.TICKETING_REQUESTED)
+    async def on_given_up(req: TicketRequested, reason: str) -> None:
+        await report_given_up(req, reason, ctx.bus)
+
+    @router.durable(consumers.TICKETING_REQUESTED, on_dead_letter=on_given_up)
     async def on_ticket_requested(req: TicketRequested) -> None:
         await handle_ticket_request(req, ctx.bus, jira, config)
 

@@ -316,3 +316,10 @@ async def _publish(bus: Bus, outcome: Outcome) -> None:
         await bus.publish_event(subjects.TICKETS_CREATED, outcome, msg_id=f"ticket-created-{token}")
     else:
         await bus.publish_event(subjects.TICKETS_FAILED, outcome, msg_id=f"ticket-failed-{token}")
+
+
+async def report_given_up(req: TicketRequested, reason: str, bus: Bus) -> None:
+    """The request was dead-lettered (Jira kept failing, or it could never succeed): the person who
+    asked reads why, rather than "the ticket is being created" as the last word."""
+    metrics.tickets.labels(outcome="failed").inc()
+    await _publish(bus, _failed(req, f"I gave up after repeated failures: {reason}"))

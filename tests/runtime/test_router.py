@@ -24,6 +24,7 @@ class Service:
     broker: NatsBroker
     handled: list[tuple[NotifyText, str | None]] = field(default_factory=list)
     dead: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
+    told: list[tuple[NotifyText, str]] = field(default_factory=list)  # what on_dead_letter got
 
 
 def service(max_deliver: int = 5, fail: Exception | None = None) -> Service:
@@ -34,7 +35,10 @@ def service(max_deliver: int = 5, fail: Exception | None = None) -> Service:
     )
     svc = Service(broker)
 
-    @router.durable(spec)
+    async def on_dead_letter(note: NotifyText, reason: str) -> None:
+        svc.told.append((note, reason))
+
+    @router.durable(spec, on_dead_letter=on_dead_letter)
     async def on_text(note: NotifyText) -> None:
         svc.handled.append((note, current_incident.get()))
         if fail is not None:
@@ -88,6 +92,28 @@ async def test_a_failure_is_dead_lettered_with_its_reason(error: Exception, reas
     assert len(svc.handled) == 1
     ((_, headers),) = svc.dead
     assert headers["Oncall-Dlq-Reason"] == reason
+
+
+@pytest.mark.parametrize(
+    ("error", "told"),
+    [
+        (PermanentError("Jira rejected the request"), "Jira rejected the request"),
+        (RuntimeError("backend down"), "backend down (gave up after 1 tries)"),
+    ],
+)
+async def test_the_people_who_asked_are_told_of_a_dead_letter_in_plain_words(
+    error: Exception, told: str
+) -> None:
+    svc = service(max_deliver=1, fail=error)
+    note = NotifyText(notification_id="n3", text="x")
+    await publish(svc, note.to_bytes())
+    assert svc.told == [(note, told)]
+
+
+async def test_nobody_is_told_while_a_failure_will_be_retried() -> None:
+    svc = service(max_deliver=2, fail=RuntimeError("backend down"))
+    await publish(svc, NotifyText(notification_id="n4", text="x").to_bytes())
+    assert svc.told == [] and svc.dead == []
 
 
 def test_a_handler_takes_one_contract_model() -> None:

@@ -28,7 +28,7 @@ from services.ticketing import records
 from services.ticketing.config import TicketingConfig
 from services.ticketing.jira import JiraClient, JiraError
 from services.ticketing.records import IncidentTicket
-from services.ticketing.tickets import NOT_CONFIGURED, handle_ticket_request
+from services.ticketing.tickets import NOT_CONFIGURED, handle_ticket_request, report_given_up
 
 CONFIG = TicketingConfig(project_key="OPS")
 
@@ -530,3 +530,13 @@ async def test_the_wired_handler_answers_a_replayed_request_once(fake_jira: Fake
     assert fake_jira.issues[0]["priority"] == {"name": "Highest"}
     created = await published(bus, subjects.TICKETS_CREATED, "request_id", req.request_id)
     assert [(e["key"], e["assignee_name"]) for e in created] == [("OPS-1", "Ravi Kumar")]
+
+
+async def test_a_request_given_up_on_is_reported_to_the_person_with_the_reason(bus: Bus) -> None:
+    req = _request("Ravi Kumar")
+
+    await report_given_up(req, "Jira unreachable: no answer (gave up after 5 tries)", bus)
+
+    (failed,) = await published(bus, subjects.TICKETS_FAILED, "request_id", req.request_id)
+    assert failed["reason"].endswith("Jira unreachable: no answer (gave up after 5 tries)")
+    assert failed["in_reply_to"] == req.in_reply_to
