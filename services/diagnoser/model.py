@@ -8,6 +8,7 @@ import openai
 from openai import AsyncOpenAI
 
 from services.diagnoser.settings import DiagnoserSettings
+from services.runtime.redaction import redact_model_message
 from services.runtime.text import clip
 
 DEFAULT_HOST = "api.openai.com"  # the SDK's default base URL when OPENAI_BASE_URL is unset
@@ -99,6 +100,9 @@ class ModelClient:
                 for call in message.tool_calls
                 if call.type == "function"
             ]
+        # Redacted here, where every answer of the model enters: it quotes the logs it read, and what
+        # it writes reaches WhatsApp, Jira and our logs (issue 15, defect 6).
+        result = redact_model_message(result)
         tokens = response.usage.total_tokens if response.usage else 0
         return ModelReply(result, tokens)
 

@@ -9,10 +9,10 @@ from typing import Protocol
 
 from services.contracts.tool_results import CommitsResult, CommitSummary
 from services.contracts.tools import RecentCommitsArgs
+from services.runtime.redaction import redact
 from services.runtime.text import clip
 from services.tools.log_compression import size_in_tokens
 from services.tools.paths import candidate_paths
-from services.tools.redaction import redact
 from services.tools.times import as_utc, iso
 
 DEFAULT_LOOKBACK = timedelta(days=7)

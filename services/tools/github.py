@@ -15,11 +15,11 @@ from urllib.parse import quote
 import httpx
 
 from services.contracts.tool_results import CodeWindow, CommitSummary
+from services.runtime.redaction import redact
 from services.runtime.text import clip
 from services.tools.commits import CommitPage, commit_title
 from services.tools.errors import BackendError, get, json_body, retry_after_seconds, retrying, status_error
 from services.tools.paths import SKIPPED_DIRS, best_match, candidate_paths
-from services.tools.redaction import redact
 from services.tools.times import iso
 
 GITHUB = "GitHub"

@@ -2,7 +2,7 @@
 traces kept whole, secrets redacted, the whole fitted to a token budget (tokens.py).
 
 Pure functions only: entries in, a `LogsResult` (contracts/tool_results.py) out. Log text is
-written by strangers, so every string that leaves here has been through `redact` (redaction.py).
+written by strangers, so every string that leaves here has been through `redact` (runtime/redaction.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from services.contracts.tool_results import Change, LogsResult, LogTemplate, LogWindow, StackTrace
+from services.runtime.redaction import redact
 from services.runtime.text import clip
-from services.tools.redaction import redact
 from services.tools.stack_traces import (
     Trace,
     TraceSignature,
@@ -126,7 +126,10 @@ def template_of(text: str) -> str:
 
 
 # The masks as one alternation, in their order: one scan of the line instead of one per mask.
-_MASK = re.compile("|".join(f"({pattern.pattern})" for pattern, _ in _MASKS))
+# Every mask starts with a digit, a hex letter or a quote: the lookahead skips every other
+# position without trying the nine alternatives there (a third of the cost per line).
+_MASK_START = "(?=[0-9a-fA-F'\"])"
+_MASK = re.compile(_MASK_START + "(?:" + "|".join(f"({pattern.pattern})" for pattern, _ in _MASKS) + ")")
 _MASK_REPLACEMENTS = tuple(replacement for _, replacement in _MASKS)
 
 

@@ -1,20 +1,22 @@
 """Redaction: known secret shapes by example, and by property over generated secrets embedded in
-realistic log lines (hypothesis): no generated secret survives compression."""
+realistic log lines (hypothesis): no generated secret survives log compression (what the model is
+given), nor a model's reply quoting those lines (what reaches WhatsApp, Jira and our logs)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import random
 import re
 import string
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from log_samples import entry
 
+from services.runtime.redaction import redact, redact_model_message
 from services.tools.log_compression import LogEntry, compress_logs
-from services.tools.redaction import redact
 
 
 @pytest.mark.parametrize(
@@ -43,6 +45,17 @@ from services.tools.redaction import redact
         ("charge 4111 1111 1111 1111 declined", "4111 1111 1111 1111"),
         ("charge 4111-1111-1111-1111 declined", "4111-1111-1111-1111"),
         ("gh token ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
+        ("GET /cart Cookie: session=9f8e7d6c5b4a; theme=dark", "9f8e7d6c5b4a"),
+        ("HTTP/1.1 200 Set-Cookie: sid=Zm9vYmFyYmF6; Path=/; HttpOnly", "Zm9vYmFyYmF6"),
+        ("connecting to redis://:Sup3rS3cret@cache:6379/0", "Sup3rS3cret"),
+        ("stripe said no to sk_live_51HxAbCdEfGhIjKlMnOpQrSt", "sk_live_51HxAbCdEfGhIjKlMnOpQrSt"),
+        ("geocoder key AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW", "AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW"),
+        ("git clone with glpat-xY12abCD34efGH56ijKL", "glpat-xY12abCD34efGH56ijKL"),
+        ("npm publish npm_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "npm_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"),
+        ("post to https://hooks.slack.com/services/T0ABCDEF1/B0ABCDEF2/abcdefGHIJKL1234", "abcdefGHIJKL1234"),
+        ("GET /r.csv?X-Amz-Date=20261124T060000Z&X-Amz-Signature=" + "a1" * 32 + " 403", "a1" * 32),
+        ("creds AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG"),
+        ("the db password is hunter22 for now", "hunter22"),
     ],
 )
 def test_redact_removes_secrets(text: str, secret: str) -> None:
@@ -58,6 +71,9 @@ def test_redact_removes_secrets(text: str, secret: str) -> None:
         "charge 4111 1111 1111 1112 declined",  # fails the Luhn check
         "token validation failed for user 7",
         "max_tokens=512 author=Ravi",
+        "commit 3f786850e387550fdab836ed7e6dc881de23001b deployed",  # a git SHA: lower-case hex
+        "at com/example/inventory/InventoryService12.java line 4",
+        "loaded services/diagnoser/investigationRunner",
     ],
 )
 def test_redact_leaves_ordinary_text_alone(text: str) -> None:
@@ -124,6 +140,34 @@ cards = st.tuples(
     st.sampled_from(["", " ", "-"]),
 ).map(lambda p: grouped(luhn_complete(p[0] + p[1], 15 if p[0] in ("34", "37") else 16), p[2]))
 
+cookie_values = st.text(ALNUM + "-._~%+/=", min_size=16, max_size=40).map(lambda v: "c" + v)
+stripe_keys = st.tuples(
+    st.sampled_from(["sk_live_", "sk_test_", "rk_live_"]), st.text(ALNUM, min_size=24, max_size=40)
+)
+google_keys = st.text(B64URL, min_size=35, max_size=35).map(lambda k: "AIza" + k)
+gitlab_tokens = st.text(B64URL, min_size=20, max_size=20).map(lambda k: "glpat-" + k)
+npm_tokens = st.text(ALNUM, min_size=36, max_size=36).map(lambda k: "npm_" + k)
+slack_paths = st.tuples(
+    st.text(string.ascii_uppercase + string.digits, min_size=8, max_size=10),
+    st.text(string.ascii_uppercase + string.digits, min_size=8, max_size=10),
+    st.text(ALNUM, min_size=24, max_size=24),
+).map(lambda p: f"T{p[0]}/B{p[1]}/{p[2]}")
+s3_signatures = st.text("0123456789abcdef", min_size=64, max_size=64)
+
+
+def random_aws_secret(rng: random.Random) -> str:
+    """A real secret key is random: 40 characters drawn uniformly from base64's alphabet."""
+    return "".join(rng.choice(ALNUM + "/+") for _ in range(40))
+
+
+bare_aws_secrets = st.randoms(use_true_random=True).map(random_aws_secret)
+prose_passwords = st.text(ALNUM + "!#$%*+-.:<>?@^_~", min_size=10, max_size=24)
+S3_URL = (
+    "GET https://bucket.s3.amazonaws.com/report.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+    "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20261124%2Fus-east-1%2Fs3%2Faws4_request"
+    "&X-Amz-Date=20261124T060000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature={s} 403"
+)
+
 # (secret strategy, the lines it is written in): `{s}` is the secret.
 CONTEXTS: list[tuple[st.SearchStrategy[str], list[str]]] = [
     (bearer_tokens, ["GET /v1/me with Authorization: Bearer {s} -> 401", "retrying with bearer {s}"]),
@@ -142,6 +186,33 @@ CONTEXTS: list[tuple[st.SearchStrategy[str], list[str]]] = [
     (private_keys, ["loaded signing key\n{s}\nfrom vault"]),
     (emails, ["receipt to {s} bounced", "user {s} logged in from 10.0.0.7"]),
     (cards, ["charge of 19.99 on card {s} declined", "card={s} expired"]),
+    (
+        cookie_values,
+        [
+            "GET /cart Cookie: session={s}; theme=dark",
+            "HTTP/1.1 302 Set-Cookie: sid={s}; Path=/; HttpOnly; Secure",
+            'upstream headers {{"cookie": "lang=en; sid={s}"}}',
+        ],
+    ),
+    (url_passwords, ["connecting to redis://:{s}@cache.internal:6379/0 failed: timeout"]),
+    (stripe_keys.map(lambda p: p[0] + p[1]), ["stripe charge failed with {s}", "using {s} for payouts"]),
+    (google_keys, ["geocode request failed ({s})", "maps client init {s}"]),
+    (gitlab_tokens, ["git clone https://gitlab.com/acme/shop.git with {s} denied"]),
+    (npm_tokens, ["npm publish failed: {s} expired"]),
+    (slack_paths, ["alert relay POST https://hooks.slack.com/services/{s} 404"]),
+    (s3_signatures, [S3_URL]),
+    (
+        bare_aws_secrets,
+        ["aws configure set aws_secret_access_key {s}", "creds AKIAIOSFODNN7EXAMPLE {s} loaded"],
+    ),
+    (
+        prose_passwords,
+        [
+            "the db password is {s}",
+            "reset done, new password for ravi is {s}",
+            "admin password was {s} before",
+        ],
+    ),
 ]
 
 NOISE = [
@@ -174,6 +245,10 @@ def secret_lines(draw: st.DrawFn) -> list[Line]:
     return draw(st.permutations(lines))
 
 
+def entry(message: str, level: str) -> LogEntry:
+    return LogEntry(timestamp="2026-11-24T06:00:00Z", level=level, message=message, service="inventory-1")
+
+
 def entries(lines: list[Line], stand_in: str | None = None) -> list[LogEntry]:
     """The lines with their secrets (or `stand_in` instead), at levels cycling INFO, WARN, ERROR."""
     texts = [text if secret is None else text.format(s=stand_in or secret) for text, secret in lines]
@@ -187,6 +262,7 @@ def fragments(secret: str) -> list[str]:
     return [secret, secret[len(secret) // 2 :]] if len(secret) >= 12 else [secret]
 
 
+# About 30 secrets an example: 100 examples are ~3,000 generated secrets per test.
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(secret_lines())
 def test_no_generated_secret_survives_compression(lines: list[Line]) -> None:
@@ -205,3 +281,58 @@ def test_no_generated_secret_survives_compression(lines: list[Line]) -> None:
 def test_redact_is_idempotent(secret: str) -> None:
     once = redact(f"value {secret} end")
     assert redact(once) == once
+
+
+def strings_in(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for item in value for s in strings_in(item)]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in strings_in(item)]
+    return []
+
+
+def model_reply(lines: list[Line], stand_in: str | None = None) -> dict[str, Any]:
+    """What a model writes quoting every line it read: a text answer, a diagnosis and a ticket."""
+    quoted = [text if secret is None else text.format(s=stand_in or secret) for text, secret in lines]
+    diagnosis = {"root_cause": "see evidence", "evidence": quoted, "suggested_fix": quoted[-1]}
+    ticket = {"summary": quoted[0][:80], "description": "\n".join(quoted), "assignee": "ravi"}
+    return {
+        "role": "assistant",
+        "content": "The logs say:\n" + "\n".join(quoted),
+        "tool_calls": [
+            {
+                "id": "a",
+                "type": "function",
+                "function": {"name": "send_diagnosis", "arguments": json.dumps(diagnosis)},
+            },
+            {
+                "id": "b",
+                "type": "function",
+                "function": {"name": "create_jira_ticket", "arguments": json.dumps(ticket)},
+            },
+        ],
+    }
+
+
+def written(message: dict[str, Any]) -> str:
+    """Every string the model wrote, its calls' arguments decoded (as they reach WhatsApp and Jira)."""
+    calls = [json.loads(call["function"]["arguments"]) for call in message["tool_calls"]]
+    text = "\n".join([message["content"], *strings_in(calls)])
+    return re.sub(r"\[REDACTED[^\]]*\]", "[]", text)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(secret_lines())
+def test_no_generated_secret_survives_in_what_the_model_writes(lines: list[Line]) -> None:
+    out = written(redact_model_message(model_reply(lines)))
+    harmless = written(redact_model_message(model_reply(lines, "word")))
+    for _, secret in lines:
+        for fragment in fragments(secret) if secret else []:
+            assert fragment not in out or fragment in harmless
+
+
+def test_a_model_message_without_secrets_is_unchanged() -> None:
+    message = model_reply([("GET /api/v1/items/7 200 12ms", None)])
+    assert redact_model_message(message) == message
