@@ -5,16 +5,25 @@ Twilio gets its answer well within its 15 s. It matches only what it alone knows
 ours the person swipe-replied to. A `#tag` typed in the text is matched by the diagnoser, the same
 for every channel.
 
-Twilio may deliver the same message twice. JetStream drops a repeated `Nats-Msg-Id` only within
-the stream's duplicate window (10 min), so the webhook first claims `inbound.<MessageSid>` in KV
-(kept 14 days): a later repeat finds the claim and is dropped. A publish that fails gives the
-claim back, so Twilio's retry is published rather than lost.
+Twilio may deliver the same message twice. The reply is published with `Nats-Msg-Id`
+`reply-<MessageSid>`, so JetStream drops a repeat within the stream's duplicate window (10 min),
+also one racing the first; once published, `inbound.<MessageSid>` is recorded in KV (kept 14 days)
+for a repeat after that window.
+
+While NATS is down the webhook answers 503 and records nothing, so Twilio's retry (configure it:
+deploy/README.md) is published once NATS is back. Nothing may be recorded before the publish
+succeeded: a claim written while NATS was away could land after it returned and turn every retry
+away (the bug this replaced). A publish that timed out may still land when NATS returns; the
+retry then is a duplicate JetStream drops, and is answered 200. Chosen over an on-disk spool:
+the reply stays with Twilio until we have it, and a notifier replica on Kubernetes has no disk
+that outlives it.
 """
 
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+from faststream.exceptions import IncorrectState
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -29,9 +38,6 @@ from services.runtime.bus import Bus
 
 log = logging.getLogger("oncall.notifier.inbound")
 
-# Longer than claiming, matching and publishing can take (the publish times out after 5 s): a
-# claim older than this was left by a notifier that died, and a retry takes it over.
-INBOUND_LEASE_SECONDS: Final = 30.0
 # The status of an inbound message; any other is one of our own messages' status callbacks.
 RECEIVED: Final = "received"
 
@@ -108,25 +114,19 @@ def make_webhook(settings: NotifierSettings, bus: Bus) -> Endpoint:
 
 async def _accept(bus: Bus, twilio: TwilioRequests, form: Form, sender: str) -> Response:
     sid = form["MessageSid"]
+    if not _nats_connected(bus):
+        # Not even a read: a request written now would be flushed when NATS returns.
+        log.warning("NATS is unreachable: reply %s refused for Twilio to retry", sid)
+        return twilio.refuse("unavailable", 503, "temporarily unavailable, try again")
     key = records.inbound_key(sid)
     seen = records.InboundMessage(
         sender=sender, profile_name=form.get("ProfileName") or None, body=form.get("Body", "")
     )
-    payload = seen.model_dump_json().encode()
     try:
-        claim = await records.take_lease(bus, key, INBOUND_LEASE_SECONDS, payload)
-    except Exception:
-        log.exception("could not claim reply %s", sid)
-        return twilio.refuse("unavailable", 503, "temporarily unavailable, try again")
-    if claim == "done":
-        log.info("reply %s was already accepted: dropped", sid)
-        _count("duplicate")
-        return twiml()
-    if claim == "busy":
-        # The first delivery may still fail and give the claim back: only a retry is safe.
-        return twilio.refuse("in_flight", 503, "this message is being handled, try again")
-
-    try:
+        if await records.inbound_accepted(bus, sid):
+            log.info("reply %s was already accepted: dropped", sid)
+            _count("duplicate")
+            return twiml()
         replied_to = form.get("OriginalRepliedMessageSid")
         by_sid = await records.incident_of_message(bus, replied_to) if replied_to else None
         reply = human_reply(form, sender, by_sid)
@@ -134,11 +134,10 @@ async def _accept(bus: Bus, twilio: TwilioRequests, form: Form, sender: str) -> 
     except Exception:
         # NATS is down or slow: 503 tells Twilio this failed, rather than a 500 or a lost reply.
         log.exception("could not publish reply %s", sid)
-        await records.release(bus, key)
         return twilio.refuse("unavailable", 503, "temporarily unavailable, try again")
     try:
-        await records.finish(bus, key, payload)
-    except Exception:  # published: a retry after the lease expires is still caught by JetStream's window
+        await records.finish(bus, key, seen.model_dump_json().encode())
+    except Exception:  # published: a retry within 10 minutes is still dropped by JetStream
         log.warning("could not mark reply %s as accepted", sid, exc_info=True)
 
     _count("duplicate" if ack.duplicate else "accepted")
@@ -149,6 +148,13 @@ async def _accept(bus: Bus, twilio: TwilioRequests, form: Form, sender: str) -> 
         reply.incident_id or "(its #tag, else the newest open)",
     )
     return twiml()
+
+
+def _nats_connected(bus: Bus) -> bool:
+    try:
+        return bool(bus.broker.connection.is_connected)
+    except IncorrectState:  # never connected yet
+        return False
 
 
 def _count(outcome: str) -> None:

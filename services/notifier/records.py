@@ -6,7 +6,7 @@
 | `invite.<notification>.<digits>` | the MessageSid of the template sent instead (24-hour window closed) |
 | `sid.<MessageSid>` | `SentMessage`: which notification, person and incident a message of ours belongs to |
 | `status.<MessageSid>` | `DeliveryStatus`: the furthest status Twilio reported for it |
-| `inbound.<MessageSid>` | `InboundMessage`: a reply already published (a lease while publishing) |
+| `inbound.<MessageSid>` | `InboundMessage`: a reply already published |
 
 A lease is how two workers racing on the same key do not both act: the first creates the key
 holding `pending:<time>`, acts, then writes the result. A later worker finding a fresh lease
@@ -299,6 +299,17 @@ async def incident_of_message(bus: Bus, message_sid: str) -> str | None:
     """The incident a message we sent belongs to (None when unknown or expired)."""
     found = await sent_message(bus, message_sid)
     return found.incident_id if found else None
+
+
+async def inbound_accepted(bus: Bus, message_sid: str) -> bool:
+    """The reply with this SID was published (a lease left by an older version does not count:
+    publishing again is harmless, JetStream drops the repeat)."""
+    try:
+        entry = await (await bus.kv(streams.DELIVERIES)).get(inbound_key(message_sid))
+    except nats.js.errors.KeyNotFoundError:
+        return False
+    taken_at, _ = parse_value(entry.value or b"")
+    return taken_at is None
 
 
 async def inbound_message(bus: Bus, message_sid: str) -> InboundMessage | None:

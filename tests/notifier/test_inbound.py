@@ -1,16 +1,20 @@
 """The Twilio webhook: signed replies from on-call people become `oncall.human.replied`."""
 
+import asyncio
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from fakes import FakeTwilio
 from nats.aio.msg import Msg
+from notifier.conftest import connected_bus
 from notifier.twilio_posts import INTERNAL_BASE, SENDER, Webhook, status_form, twilio_form
+from support.nats_node import RestartableNats
 
-from services.contracts import subjects
+from services.contracts import streams, subjects
 from services.contracts.models import HumanReplied
 from services.notifier import inbound, records
 from services.notifier.delivery import Notification, deliver
@@ -156,18 +160,53 @@ async def test_a_failed_publish_gives_the_claim_back_so_the_retry_is_not_lost(
     assert reply.message_sid == form["MessageSid"]
 
 
-async def test_a_repeat_while_the_first_is_being_published_is_asked_to_retry(
+async def test_a_repeat_racing_the_first_publish_is_dropped_by_jetstream(
     webhook: Webhook, bus: Bus, tap_events: OpenTap
 ) -> None:
     replies = await tap_events(subjects.HUMAN_REPLIED)
     form = twilio_form("status")
-    assert await records.take_lease(bus, records.inbound_key(form["MessageSid"]), 30.0) == "taken"
 
-    response = await webhook.post(form)
+    first, second = await asyncio.gather(webhook.post(form), webhook.post(form))
 
-    # Not 200: the first attempt may still fail and give its claim back.
-    assert response.status_code == 503
-    assert await replies.read(wait=0.3) == []
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert len(await replies.read()) == 1
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(600):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("the NATS client did not change state")
+
+
+async def test_a_reply_while_nats_is_down_is_refused_unrecorded_and_its_retry_is_published_once(
+    settings: NotifierSettings, tmp_path: Path
+) -> None:
+    with RestartableNats(tmp_path / "nats") as server:
+        bus = await connected_bus(server.url)
+        try:
+            webhook = Webhook(settings, bus)
+            form = twilio_form("create jira task and assign to Ravi")
+            server.stop()
+            await until(lambda: not bus.broker.connection.is_connected)  # the client notices
+
+            refused = await webhook.post(form)
+
+            server.start()  # the same port and store: the client reconnects on its own
+            await until(lambda: bus.broker.connection.is_connected)
+            retried = await webhook.post(form)  # Twilio's retry
+            again = await webhook.post(form)  # and a repeat of it
+            stored = await bus.js.stream_info(streams.EVENTS.name)
+            replies = await bus.js.pull_subscribe(subjects.HUMAN_REPLIED, stream=streams.EVENTS.name)
+            published = await replies.fetch(10, timeout=1.0)
+        finally:
+            await bus.broker.stop()
+
+    assert refused.status_code == 503
+    assert (retried.status_code, again.status_code) == (200, 200)
+    assert stored.state.messages == 1
+    assert [HumanReplied.model_validate_json(m.data).message_sid for m in published] == [form["MessageSid"]]
 
 
 async def test_a_claim_left_by_a_crashed_notifier_is_taken_over(
