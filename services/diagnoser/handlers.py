@@ -18,6 +18,7 @@ from services.contracts.models import (
 )
 from services.diagnoser import conversation as conv
 from services.diagnoser import metrics, open_incidents
+from services.diagnoser.dedupe import OnePerKey
 from services.diagnoser.evidence import error_rate_of, gather_evidence, summarize
 from services.diagnoser.investigation import ModelDidNotConclude, compact, diagnose_with_model
 from services.diagnoser.model import ModelClient, ModelError, reason_of
@@ -42,10 +43,16 @@ class Diagnoser:
     max_rounds: int
     token_budget: int
     systems: Systems = field(default_factory=Systems)
+    investigating: OnePerKey = field(default_factory=OnePerKey)
 
     # --- alerts ---------------------------------------------------------------------
 
     async def on_alert_firing(self, group: AlertGroup) -> None:
+        # One investigation per incident: the group's other webhooks wait for its diagnosis.
+        async with self.investigating.holding(group.effective_incident_id):
+            await self._on_alert_firing(group)
+
+    async def _on_alert_firing(self, group: AlertGroup) -> None:
         incident_id = group.effective_incident_id
         current, _ = await self.bus.kv_get(streams.CONVERSATIONS, incident_id, Conversation)
         if current is not None and current.status == "resolved":
@@ -95,16 +102,20 @@ class Diagnoser:
 
         seen_revision = current.diagnosis_revision if current else 0
 
+        written: list[Conversation] = []  # what `store` last wrote: ours, if kv_update returns it
+
         def store(existing: Conversation | None) -> Conversation | None:
             if existing is not None and existing.diagnosis_revision > seen_revision:
                 return None  # another replica stored a diagnosis meanwhile: publish that one
             base = existing or conv.new_conversation(group, incident_id)
-            return conv.with_diagnosis(base, group, diagnosis, summary, rate, kept_messages, tokens)
+            written.append(conv.with_diagnosis(base, group, diagnosis, summary, rate, kept_messages, tokens))
+            return written[-1]
 
         await open_incidents.opened(self.bus, incident_id)  # first: the index may name more, never fewer
         stored = await self.bus.kv_update(streams.CONVERSATIONS, incident_id, Conversation, store)
         assert stored is not None
-        metrics.diagnoses.labels(method=diagnosis.method).inc()
+        if written and stored is written[-1]:  # ours, not another replica's: counted once, when published
+            metrics.diagnoses.labels(method=diagnosis.method).inc()
         await self._publish_diagnosis(stored)
 
     async def _publish_diagnosis(self, conversation: Conversation) -> None:
