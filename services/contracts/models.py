@@ -215,6 +215,17 @@ class IncidentDiagnosed(BusMessage):
     generator_url: str | None = None
     runbook_url: str | None = None
     diagnosis: Diagnosis
+    seen_before: str | None = Field(
+        default=None,
+        description="Incident memory: how often this problem was seen before (diagnoser/memory.py)",
+    )
+
+
+class TimelineEntry(BaseModel):
+    """One step of an incident, as the resolution shows it."""
+
+    at: datetime
+    what: str
 
 
 class IncidentResolved(BusMessage):
@@ -227,6 +238,9 @@ class IncidentResolved(BusMessage):
     # The incident's ticket as its conversation knows it (diagnoser/outcomes.py).
     ticket_key: str | None = None
     ticket_url: str | None = None
+    timeline: list[TimelineEntry] = Field(
+        default_factory=list, description="Fired, diagnosed, each reply and action, resolved, with times"
+    )
 
 
 # --- the human side ----------------------------------------------------------------------
@@ -277,6 +291,10 @@ class TicketRequested(BusMessage):
     generator_url: str | None = None
     runbook_url: str | None = None
     in_reply_to: str | None = Field(default=None, description="MessageSid of the human reply that asked")
+    related_tickets: list[str] = Field(
+        default_factory=list,
+        description="Tickets of earlier incidents with the same signature, newest first",
+    )
 
 
 class TicketCreated(BusMessage):
@@ -291,6 +309,9 @@ class TicketCreated(BusMessage):
     note: str | None = Field(default=None, description="e.g. why it is unassigned")
     existing: bool = Field(
         default=False, description="The incident's ticket already existed: commented on it"
+    )
+    status: str | None = Field(
+        default=None, description="The ticket's Jira status after this, when ticketing read it"
     )
     in_reply_to: str | None = Field(default=None, description="MessageSid of the human reply that asked")
 
@@ -428,6 +449,17 @@ class SilenceRecord(BaseModel):
 
 
 IncidentStatus = Literal["investigating", "diagnosed", "resolved"]
+Verdict = Literal["right", "wrong"]
+
+
+class FeedbackRecord(BaseModel):
+    """What an on-call person said of the diagnosis ("right", "wrong: the cause was X")."""
+
+    verdict: Verdict
+    by: str
+    at: datetime = Field(default_factory=utc_now)
+    correction: str | None = None
+    message_sid: str | None = Field(default=None, description="The reply that said it (once per reply)")
 
 
 class HumanTurn(BaseModel):
@@ -471,6 +503,14 @@ class Conversation(BaseModel):
     group_labels: dict[str, str] = Field(default_factory=dict)
     tokens_used: int = 0
     updated_at: datetime = Field(default_factory=utc_now)
+    # Incident memory (diagnoser/memory.py): the problem's signature (key in oncall_memory and its
+    # readable form) and what the first message said of earlier incidents with it.
+    signature: str | None = None
+    signature_text: str | None = None
+    seen_before: str | None = None
+    diagnosed_at: datetime | None = None
+    ticket_at: datetime | None = None
+    feedback: list[FeedbackRecord] = Field(default_factory=list)
 
 
 class GroupIndexEntry(BaseModel):

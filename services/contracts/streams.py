@@ -66,7 +66,13 @@ DELIVERIES: Final = BucketSpec(
     ttl_seconds=14 * 24 * 3600,
     description="Idempotency of side effects: WhatsApp sends, ticket requests, message SIDs.",
 )
-ALL_BUCKETS: Final = (CONVERSATIONS, GROUPS, DELIVERIES)
+MEMORY: Final = BucketSpec(
+    name="oncall_memory",
+    history=1,
+    description="What the agent remembers across incidents: one record per problem signature "
+    "(key sig-<hash>), one per flapping group (key flap-<group hash>); updated with compare-and-set.",
+)
+ALL_BUCKETS: Final = (CONVERSATIONS, GROUPS, DELIVERIES, MEMORY)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from services.contracts.models import (
     TicketFailed,
     TicketRequested,
 )
-from services.diagnoser import given_up, outcomes
+from services.diagnoser import flapping, given_up, outcomes
 from services.diagnoser.handlers import Diagnoser
 from services.diagnoser.model import ModelClient
 from services.diagnoser.settings import DiagnoserSettings
@@ -33,7 +33,10 @@ def wire(ctx: ServiceContext[DiagnoserSettings]) -> ServiceParts:
         max_rounds=settings.max_rounds,
         token_budget=settings.token_budget,
         systems=Systems.from_settings(settings),
+        flap_policy=flapping.FlapPolicy(settings.flap_count, settings.flap_window_seconds),
     )
+    # Summaries of flapping groups once stable: nothing arrives on the bus to trigger them.
+    watch_start, watch_stop = flapping.watcher(ctx.bus, diagnoser.flap_policy)
     router = ServiceRouter(ctx.bus, ctx.service)
     router.publishes(subjects.INCIDENTS_DIAGNOSED, IncidentDiagnosed)
     router.publishes(subjects.INCIDENTS_RESOLVED, IncidentResolved)
@@ -74,7 +77,9 @@ def wire(ctx: ServiceContext[DiagnoserSettings]) -> ServiceParts:
     async def on_silence_applied(applied: SilenceApplied) -> None:
         await outcomes.record_silence(ctx.bus, applied)
 
-    return ServiceParts(router=router, on_stop=[model.close] if model else [])
+    return ServiceParts(
+        router=router, on_start=[watch_start], on_stop=[watch_stop, *([model.close] if model else [])]
+    )
 
 
 def summary(settings: DiagnoserSettings) -> str:

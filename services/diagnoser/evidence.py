@@ -44,6 +44,8 @@ class Evidence:
     # The stack frame whose code was fetched (the failing frame, or the first caller found).
     frame: StackFrame | None = None
     investigated_at: datetime | None = None
+    # Incident memory (memory.py): the earlier diagnoses of the same problem, for the model.
+    memory: str | None = None
 
     @property
     def items(self) -> list[EvidenceItem]:

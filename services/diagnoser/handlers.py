@@ -8,6 +8,7 @@ from services.contracts import streams, subjects
 from services.contracts.models import (
     AlertGroup,
     Conversation,
+    FeedbackRecord,
     HumanReplied,
     HumanTurn,
     IncidentDiagnosed,
@@ -17,7 +18,7 @@ from services.contracts.models import (
     incident_tag_in,
 )
 from services.diagnoser import conversation as conv
-from services.diagnoser import metrics, open_incidents
+from services.diagnoser import feedback, flapping, memory, metrics, open_incidents
 from services.diagnoser.dedupe import OnePerKey
 from services.diagnoser.evidence import error_rate_of, gather_evidence, summarize
 from services.diagnoser.investigation import ModelDidNotConclude, compact, diagnose_with_model
@@ -26,6 +27,7 @@ from services.diagnoser.rules import rule_based_diagnosis
 from services.diagnoser.toolcalls import ToolCaller
 from services.diagnoser.turns import Systems, TurnOutcome, model_turn, rules_turn
 from services.runtime.bus import Bus
+from services.runtime.timeline import timeline_of
 
 log = logging.getLogger("oncall.diagnoser")
 
@@ -43,6 +45,7 @@ class Diagnoser:
     max_rounds: int
     token_budget: int
     systems: Systems = field(default_factory=Systems)
+    flap_policy: flapping.FlapPolicy = field(default_factory=flapping.FlapPolicy)
     investigating: OnePerKey = field(default_factory=OnePerKey)
 
     # --- alerts ---------------------------------------------------------------------
@@ -70,11 +73,19 @@ class Diagnoser:
             # was published (same id: dropped by JetStream if it was) and stop.
             await self._publish_diagnosis(current)
             return
+        if current is None and not group.force:
+            flap = await flapping.on_firing(self.bus, group, incident_id, self.flap_policy)
+            if flap.action == "announce" and flap.record is not None:
+                await flapping.announce(self.bus, flap.record, incident_id, self.flap_policy)
+            if flap.action != "diagnose":  # flapping: one message, then counted silently
+                return
         await self._diagnose(group, incident_id, current)
 
     async def _diagnose(self, group: AlertGroup, incident_id: str, current: Conversation | None) -> None:
         log.info("investigating incident %s: %s", incident_id, group.title)
         evidence = await gather_evidence(self.caller, group, incident_id)
+        recalled = await memory.recall(self.bus, group, evidence, incident_id)
+        evidence.memory = recalled.for_model
         llm_messages: list[dict[str, Any]] = []
         tokens = 0
         diagnosis = None
@@ -108,14 +119,18 @@ class Diagnoser:
             if existing is not None and existing.diagnosis_revision > seen_revision:
                 return None  # another replica stored a diagnosis meanwhile: publish that one
             base = existing or conv.new_conversation(group, incident_id)
-            written.append(conv.with_diagnosis(base, group, diagnosis, summary, rate, kept_messages, tokens))
+            updated = conv.with_diagnosis(base, group, diagnosis, summary, rate, kept_messages, tokens)
+            written.append(memory.with_recalled(updated, recalled))
             return written[-1]
 
         await open_incidents.opened(self.bus, incident_id)  # first: the index may name more, never fewer
         stored = await self.bus.kv_update(streams.CONVERSATIONS, incident_id, Conversation, store)
         assert stored is not None
+        await memory.remember(self.bus, stored)
         if written and stored is written[-1]:  # ours, not another replica's: counted once, when published
             metrics.diagnoses.labels(method=diagnosis.method).inc()
+            if stored.seen_before:
+                metrics.repeats.inc()
         await self._publish_diagnosis(stored)
 
     async def _publish_diagnosis(self, conversation: Conversation) -> None:
@@ -134,6 +149,7 @@ class Diagnoser:
             generator_url=conversation.generator_url,
             runbook_url=conversation.runbook_url,
             diagnosis=conversation.diagnosis,
+            seen_before=conversation.seen_before,
         )
         await self.bus.publish_event(
             subjects.INCIDENTS_DIAGNOSED,
@@ -151,6 +167,8 @@ class Diagnoser:
 
         closed = await self.bus.kv_update(streams.CONVERSATIONS, incident_id, Conversation, close)
         await open_incidents.closed(self.bus, incident_id)  # also on a redelivery: after the close
+        await flapping.on_resolved(self.bus, group)
+        await memory.remember(self.bus, closed)
         if closed is None:
             log.info("resolved notification for unknown incident %s: nothing to tell", incident_id)
             return
@@ -164,6 +182,7 @@ class Diagnoser:
             resolved_at=closed.resolved_at or closed.updated_at,
             ticket_key=closed.ticket_key,
             ticket_url=closed.ticket_url,
+            timeline=timeline_of(closed),
         )
         await self.bus.publish_event(
             subjects.INCIDENTS_RESOLVED, event, msg_id=f"resolved-{closed.incident_id}"
@@ -181,10 +200,12 @@ class Diagnoser:
         if conv.has_turn(conversation, reply.message_sid):
             log.info("reply %s already handled", reply.message_sid)
             return
-        outcome = await self._turn(conversation, reply)
+        outcome = await self._feedback(conversation, reply) or await self._turn(conversation, reply)
         # Publish first, record the turn last: a redelivery re-publishes under the same ids
         # (dropped by JetStream) and the notifier/ticketing keep their own idempotency keys.
-        for ticket in outcome.tickets:
+        for requested in outcome.tickets:
+            # One ticket per problem: the tickets of earlier incidents with the same signature.
+            ticket = await memory.with_related_tickets(self.bus, conversation, requested)
             await self.bus.publish_event(
                 subjects.TICKETS_REQUESTED, ticket, msg_id=f"ticket-requested-{ticket.request_id}"
             )
@@ -213,7 +234,23 @@ class Diagnoser:
         )
         if outcome.resolve and stored is not None:
             await open_incidents.closed(self.bus, stored.incident_id)
+            await memory.remember(self.bus, stored)
             await self._publish_resolved(stored)
+
+    async def _feedback(self, conversation: Conversation, reply: HumanReplied) -> TurnOutcome | None:
+        """ "right", "wrong: the cause was X", 👍, 👎: recorded and acknowledged in one line."""
+        said = feedback.parse(reply.body)
+        if said is None:
+            return None
+        verdict, correction = said
+        record = FeedbackRecord(
+            verdict=verdict,
+            by=reply.profile_name or reply.sender,
+            correction=correction,
+            message_sid=reply.message_sid,
+        )
+        await feedback.record(self.bus, conversation.incident_id, record)
+        return TurnOutcome(answer=feedback.acknowledgement(conversation, record))
 
     async def _turn(self, conversation: Conversation, reply: HumanReplied) -> TurnOutcome:
         if self.model is not None:

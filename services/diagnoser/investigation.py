@@ -43,6 +43,8 @@ def evidence_messages(evidence: Evidence) -> list[dict[str, Any]]:
                 "content": result_for_model(item.result, spec.max_output_chars),
             }
         )
+    if evidence.memory:  # the agent's own records, not a tool: given as the alert is, in a user turn
+        messages.append({"role": "user", "content": f"Incident memory:\n{evidence.memory}"})
     return messages
 
 

@@ -17,3 +17,17 @@ llm_failures = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+repeats = Counter(
+    "oncall_repeat_incidents_total",
+    "Diagnosed incidents whose problem signature was seen before (incident memory)",
+    registry=REGISTRY,
+)
+feedback = Counter(
+    "oncall_feedback_total", "Feedback on diagnoses from the on-call people", ["verdict"], registry=REGISTRY
+)
+flaps = Counter(
+    "oncall_flapping_total",
+    "Firings of flapping groups: announced (the one message) or counted silently",
+    ["action"],
+    registry=REGISTRY,
+)

@@ -12,6 +12,7 @@ from services.contracts.models import (
     TicketFailed,
     utc_now,
 )
+from services.diagnoser import memory
 from services.runtime.bus import Bus
 
 
@@ -23,6 +24,7 @@ def with_ticket(conversation: Conversation, created: TicketCreated) -> Conversat
             "ticket_key": created.key,
             "ticket_url": created.url,
             "ticket_error": None,
+            "ticket_at": conversation.ticket_at or utc_now(),
             "updated_at": utc_now(),
         }
     )
@@ -53,6 +55,9 @@ def with_silence(conversation: Conversation, applied: SilenceApplied) -> Convers
 
 async def record_ticket(bus: Bus, created: TicketCreated) -> None:
     await _record(bus, created.incident_id, lambda c: with_ticket(c, created))
+    # The problem's memory names the ticket too: a repeat comments on it, reopens or links it.
+    stored, _ = await bus.kv_get(streams.CONVERSATIONS, created.incident_id, Conversation)
+    await memory.remember(bus, stored, ticket_status=created.status)
 
 
 async def record_ticket_failure(bus: Bus, failed: TicketFailed) -> None:

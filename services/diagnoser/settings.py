@@ -1,11 +1,13 @@
 """The diagnoser's settings: the model, its limits, and which systems the write actions need are
 there (Jira and Alertmanager, as every service knows them; the tool deadline it waits for)."""
 
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 
 from services.contracts.settings import AlertmanagerApi, JiraSite, ToolDeadline
+from services.diagnoser.flapping import parse_window
 
 
 class DiagnoserSettings(JiraSite, AlertmanagerApi, ToolDeadline):
@@ -16,6 +18,11 @@ class DiagnoserSettings(JiraSite, AlertmanagerApi, ToolDeadline):
     max_rounds: int = Field(default=6, ge=1, le=20, alias="ONCALL_MAX_ROUNDS")
     max_concurrent_diagnoses: int = Field(default=8, ge=1, alias="ONCALL_MAX_CONCURRENT_DIAGNOSES")
     token_budget: int = Field(default=60_000, ge=1_000, alias="ONCALL_TOKEN_BUDGET")
+    # Flapping (flapping.py): more firings than this within the window mark a group flapping.
+    flap_count: int = Field(default=3, ge=1, alias="ONCALL_FLAP_COUNT")
+    flap_window_seconds: Annotated[float, BeforeValidator(parse_window)] = Field(
+        default=3600.0, alias="ONCALL_FLAP_WINDOW"
+    )
 
     @field_validator("openai_base_url")
     @classmethod
