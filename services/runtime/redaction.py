@@ -179,12 +179,27 @@ _RULES: tuple[tuple[str, tuple[str, ...], re.Pattern[str], Replacement], ...] = 
 )
 
 
+_TRIGGERED = tuple(
+    (triggers, pattern, replacement) for _, triggers, pattern, replacement in _RULES if all(triggers)
+)
+_ALWAYS = tuple((pattern, replacement) for _, triggers, pattern, replacement in _RULES if not all(triggers))
+# Whether any trigger is in the text at all: one scan in C, and most log lines have none.
+_ANY_TRIGGER = re.compile(
+    "|".join(re.escape(trigger) for triggers, _, _ in _TRIGGERED for trigger in triggers)
+)
+
+
 def redact(text: str) -> str:
     """Replace secrets with `[REDACTED...]` markers. Idempotent."""
     lower = text.lower()
-    for _, triggers, pattern, replacement in _RULES:
-        if any(trigger in lower for trigger in triggers):
-            text = pattern.sub(replacement, text)
+    if _ANY_TRIGGER.search(lower):
+        for triggers, pattern, replacement in _TRIGGERED:
+            for trigger in triggers:
+                if trigger in lower:
+                    text = pattern.sub(replacement, text)
+                    break
+    for pattern, replacement in _ALWAYS:  # the rules without a trigger, last in _RULES
+        text = pattern.sub(replacement, text)
     return text
 
 

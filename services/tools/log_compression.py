@@ -7,6 +7,7 @@ written by strangers, so every string that leaves here has been through `redact`
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -292,14 +293,35 @@ def _earlier(timestamp: str, alert_start: datetime | None) -> bool:
     return moment is not None and alert_start is not None and moment < alert_start
 
 
+# Lines repeat from one fetch_logs call to the next: the evidence phase, then the model's own calls
+# over the same window, re-diagnoses, other alerts of the same service. What a line becomes
+# (redacted, parsed, templated: ~40 µs) is kept for the next call: at most LINE_CACHE lines of at
+# most LINE_CACHE_CHARS characters (~2 MB); longer ones (stack traces) are rarer and done anew.
+LINE_CACHE = 4096
+LINE_CACHE_CHARS = 400
+
+
+def _line(message: str) -> tuple[str, Trace | None, str, str]:
+    """A raw message's redacted text, its stack trace, summary line and template."""
+    return _line_cached(message) if len(message) <= LINE_CACHE_CHARS else _line_uncached(message)
+
+
+def _line_uncached(message: str) -> tuple[str, Trace | None, str, str]:
+    redacted = redact(message)
+    trace = parse_trace(redacted)
+    summary = _summary_line(redacted, trace)
+    return redacted, trace, summary, template_of(summary)
+
+
+_line_cached = functools.lru_cache(maxsize=LINE_CACHE)(_line_uncached)
+
+
 def _digest(events: Sequence[LogEntry], alert_start: datetime | None = None) -> _Digest:
     digest = _Digest()
     for event in events:
-        message = redact(event.message)
-        trace = parse_trace(message)
-        summary = _summary_line(message, trace)
+        message, trace, summary, template = _line(event.message)
         level = event.level.strip().upper()
-        key = (level, template_of(summary))
+        key = (level, template)
         earlier = _earlier(event.timestamp, alert_start)
         group = digest.templates.get(key)
         if group is None:
