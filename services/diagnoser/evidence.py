@@ -18,7 +18,7 @@ from services.contracts.tool_results import (
     PrometheusResult,
     StackFrame,
 )
-from services.diagnoser.ranking import alert_expression, alert_kind, measured
+from services.diagnoser.ranking import accumulates, alert_expression, alert_kind, measured
 from services.diagnoser.toolcalls import ToolCaller
 
 
@@ -109,6 +109,8 @@ LOG_SECONDS = 300
 RECENT_MAX_AGE = timedelta(hours=6)
 ALERT_QUERY_MINUTES = 30
 CHANGES_LOOKBACK = timedelta(days=2)
+# How long before an accumulating alert (consumer lag, backlog) its cause may have begun.
+ACCUMULATION_LEAD = timedelta(minutes=10)
 
 
 def recent_window_needed(started: datetime | None, now: datetime) -> bool:
@@ -130,7 +132,12 @@ async def gather_evidence(
     service = group.service
     logs_args: dict[str, Any] = {"service": service, "labels": group.common_labels}
     started = group.earliest_start()
-    if started is not None:
+    if started is not None and accumulates(group):
+        # What is new is measured from before the lag began to grow, and the window still
+        # reaches the alert's start.
+        logs_args["starts_at"] = (started - ACCUMULATION_LEAD).isoformat()
+        logs_args["seconds"] = LOG_SECONDS + int(ACCUMULATION_LEAD.total_seconds())
+    elif started is not None:
         logs_args["starts_at"] = started.isoformat()
     rate_args: dict[str, Any] = {"service": service}
     side = side_calls(group, now)

@@ -64,7 +64,12 @@ ERROR_RANK = 40
 
 # --- the kind of alert ---------------------------------------------------------------------------
 
-_LATENCY_ALERT = re.compile(r"latency|duration|p9\d|slow|response.?time|_seconds_bucket|apdex", re.I)
+# Consumer lag and backlogs are latency too: work waits, nothing fails.
+_LATENCY_ALERT = re.compile(
+    r"latency|duration|p9\d|slow|response.?time|_seconds_bucket|apdex"
+    r"|consumer.?(?:group.?)?lag|_lag\b|\blag\b|backlog",
+    re.I,
+)
 _RESTART_ALERT = re.compile(
     r"restart|crash.?loop|oom|kube_pod_container_status|terminated|back.?off|exit.?code", re.I
 )
@@ -95,6 +100,17 @@ def measured(expression: str) -> str | None:
 def alert_text(group: AlertGroup) -> str:
     """The alert's name, annotations and expression: what says what kind of alert it is."""
     return " ".join([group.alertname, *group.common_annotations.values(), alert_expression(group) or ""])
+
+
+# An alert on an accumulated quantity (consumer lag, a backlog, a queue's depth) fires minutes
+# after what causes it began: the lag must first grow past the threshold.
+_ACCUMULATING_ALERT = re.compile(
+    r"consumer.?(?:group.?)?lag|_lag\b|\blag\b|backlog|queue.?(?:depth|size|length)|messages.?behind", re.I
+)
+
+
+def accumulates(group: AlertGroup) -> bool:
+    return _ACCUMULATING_ALERT.search(alert_text(group)) is not None
 
 
 def alert_kind(group: AlertGroup) -> AlertKind:
@@ -137,18 +153,27 @@ _CONFIG = _any(
     r"\byaml: line \d+",
     r"missing required (?:setting|option|argument|env)",
 )
-_RESOURCE = _any(
-    r"No space left on device",
-    r"\bENOSPC\b",
-    r"disk (?:is )?full",
-    r"quota exceeded",
-    r"AccessDenied",
-    r"Access Denied",
-    r"Permission denied",
-    r"\bEACCES\b",
-    r"\b403 Forbidden\b",
-    r"not authorized to perform",
-)
+# What a resource failure is about: two lines of different kinds are two stories.
+_RESOURCE_KINDS = {
+    "disk": _any(r"No space left on device", r"\bENOSPC\b", r"disk (?:is )?full", r"quota exceeded"),
+    "access": _any(
+        r"AccessDenied",
+        r"Access Denied",
+        r"Permission denied",
+        r"\bEACCES\b",
+        r"\b403 Forbidden\b",
+        r"not authorized to perform",
+    ),
+    # The process's own file descriptors: the dial that fails with it names a host that is fine.
+    "descriptors": _any(r"too many open files", r"\bEMFILE\b", r"\bENFILE\b"),
+}
+_RESOURCE = _any(*(pattern.pattern for pattern in _RESOURCE_KINDS.values()))
+
+
+def resource_kind(text: str) -> str:
+    return next((name for name, pattern in _RESOURCE_KINDS.items() if pattern.search(text)), "resource")
+
+
 _LIVENESS = _any(r"liveness probe", r"Liveness probe failed")
 _READINESS = _any(r"readiness probe", r"startup probe")
 _SLOW = _any(
@@ -202,6 +227,40 @@ _EXCEPTION = _any(
 )
 _MEMORY = _any(
     r"memory usage", r"heap (?:usage|in use|used)", r"approaching (?:the )?(?:memory )?limit", r"GC overhead"
+)
+# A garbage-collection pause this long stalls every request: a latency cause, even though GC
+# logs (JVM unified logging, GODEBUG=gctrace) are written at INFO.
+LONG_GC_PAUSE_MS = 500.0
+_GC = re.compile(r"\bGC\b|\[gc\b|garbage.?collect|stop-the-world", re.I)
+_MILLISECONDS = re.compile(r"(\d+(?:\.\d+)?)\s?ms\b")
+
+
+def long_gc_pause(text: str) -> bool:
+    """A GC line that says the application stopped for LONG_GC_PAUSE_MS or more."""
+    return _GC.search(text) is not None and any(
+        float(value) >= LONG_GC_PAUSE_MS for value in _MILLISECONDS.findall(text)
+    )
+
+
+# An access log (envoy, nginx) logs every request at INFO, failures too: a 429 or 5xx answered
+# by a named upstream is a dependency's failure whatever the line's level.
+_ACCESS_FAILURE = re.compile(r"HTTP/\d(?:\.\d)?\"? (?:429|5\d\d)\b")
+
+
+def telling_below_warn(text: str, own: str | None) -> bool:
+    """An INFO line that is evidence all the same: a long GC pause, or an access log line with
+    an upstream's failure status."""
+    if long_gc_pause(text):
+        return True
+    return _ACCESS_FAILURE.search(text) is not None and dependency_in(text, own) is not None
+
+
+# Exception names that only say "an HTTP error" (`"err":{"type":"HttpError"}` in a JSON line):
+# the symptom's name, not a cause.
+_HTTP_ERROR_NAME = re.compile(
+    r"\b\w*HTTP\w*(?:Error|Exception)\b|\b(?:InternalServer|ServiceUnavailable|BadGateway|GatewayTimeout)"
+    r"(?:Error|Exception)\b",
+    re.I,
 )
 _CRASH = _any(
     r"exited with (?:code|status)",
@@ -261,12 +320,21 @@ def signal_of(text: str, has_trace: bool = False, own: str | None = None) -> Sig
     if _DEPENDENCY.search(text) and (dependency is not None or not has_trace):
         strength = STRENGTH["dependency"] if dependency else UNNAMED_DEPENDENCY_STRENGTH
         return Signal("dependency", strength, dependency)
+    if not has_trace and dependency is None and http_symptom(text):
+        return Signal("symptom", STRENGTH["symptom"], dependency)
+    if long_gc_pause(text):
+        return Signal("memory", STRENGTH["memory"], dependency)
     if has_trace or _EXCEPTION.search(text):
         return Signal("exception", STRENGTH["exception"], dependency)
     for kind, pattern in _WEAK:
         if pattern.search(text):
             return Signal(kind, STRENGTH[kind], dependency)
     return Signal("other", STRENGTH["other"], dependency)
+
+
+def http_symptom(text: str) -> bool:
+    """An HTTP 5xx line whose only exception-like word is the name of an HTTP error."""
+    return _SYMPTOM.search(text) is not None and not _EXCEPTION.search(_HTTP_ERROR_NAME.sub("", text))
 
 
 # --- which dependency a line names ---------------------------------------------------------------
@@ -289,6 +357,8 @@ _HOST_PATTERNS = (
     re.compile(rf"\b(?:{_WORDS})\s+(?P<host>{_DOTTED_OR_DASHED})\b"),
     re.compile(rf"(?<![\w./-])(?P<host>{_NAME}):\d{{2,5}}\b"),  # name:port
     re.compile(rf"\b(?P<host>{_DOTTED_OR_DASHED}|[a-z][a-z0-9]+) (?:answered|returned|responded|replied)\b"),
+    # an access log's authority then upstream address: envoy's `"api.x.example" "10.8.1.4:443"`
+    re.compile(rf"\"(?P<host>{_DOTTED_OR_DASHED})\"\s+\"(?:\d{{1,3}}\.){{3}}\d{{1,3}}:\d{{2,5}}\""),
 )  # fmt: skip
 _IP = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _NOT_HOSTS = re.compile(
@@ -365,7 +435,10 @@ class Candidate:
 
     @property
     def subject(self) -> str:
-        """What it is about: the dependency it names, or its exception's type, or its kind."""
+        """What it is about: the dependency it names, or its exception's type, or its kind (for a
+        resource, which one: a full disk and a denied access are two stories)."""
+        if self.signal.kind == "resource":
+            return f"resource:{resource_kind(self.text)}"
         if self.signal.dependency:
             return self.signal.dependency.lower()
         if self.trace is not None and self.signal.kind == "exception":
@@ -417,7 +490,7 @@ def candidates(logs: LogsResult | None, service: str | None) -> list[Candidate]:
         return []
     found = []
     for template in logs.templates:
-        if level_rank(template.level) < WARN_RANK:
+        if level_rank(template.level) < WARN_RANK and not telling_below_warn(template.example, service):
             continue
         trace = trace_of(template, logs.stack_traces)
         text = template.example if trace is None else f"{template.example}\n{trace.text}"
@@ -502,9 +575,13 @@ def ambiguous(found: Sequence[Candidate]) -> Candidate | None:
     if first.strength < STRONG or second.strength < STRONG or related(first, second):
         return None
     # An exception and a dependency failure of which one names no dependency may be one failure
-    # seen twice (the client's exception, the handler's line).
-    linked = {first.signal.kind, second.signal.kind} <= {"dependency", "exception", "pool"} and (
-        first.signal.dependency is None or second.signal.dependency is None
+    # seen twice (the client's exception, the handler's line), when the unnamed one is itself a
+    # failed call (a timeout, a refused connection); a KeyError beside a timeout is two stories.
+    unnamed = [c for c in (first, second) if c.signal.dependency is None]
+    linked = (
+        {first.signal.kind, second.signal.kind} <= {"dependency", "exception", "pool"}
+        and bool(unnamed)
+        and all(c.signal.kind != "exception" or _DEPENDENCY.search(c.text) for c in unnamed)
     )
     return second if second.count * 2 >= first.count and not linked else None
 

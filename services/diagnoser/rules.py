@@ -40,6 +40,7 @@ from services.diagnoser.ranking import (
     causes,
     clock,
     level_rank,
+    long_gc_pause,
     minutes,
     moment,
     own,
@@ -60,6 +61,48 @@ class FailureClass:
 
 
 FAILURE_CLASSES = (
+    # Checked first: their lines also name a host or say "refused"/"timed out", but the cause is
+    # the process itself (its descriptors, its worker pool) or the database's lock order.
+    FailureClass(
+        "file descriptors exhausted",
+        re.compile(r"too many open files|\bEMFILE\b|\bENFILE\b", re.I),
+        "the process has used up its file descriptors (EMFILE): sockets or files opened and never "
+        "closed (a leak), or a descriptor limit (ulimit -n) too low for the load; every accept, dial "
+        "and open fails, so the hosts it dials are not the cause",
+        "Find what holds the descriptors (`ls /proc/<pid>/fd | wc -l`, `lsof -p <pid>`): usually sockets "
+        "or files never closed; restart to recover now, raise the limit (RLIMIT_NOFILE) only as a stopgap.",
+    ),
+    FailureClass(
+        "worker pool exhausted",
+        re.compile(
+            r"RejectedExecution|TaskRejected|rejected from [\w.$@]*ThreadPool"
+            r"|All threads \(\d+\) are currently busy|WORKER TIMEOUT|thread pool (?:is )?(?:full|exhausted)"
+            r"|listen queue[^\n]{0,40}full",
+            re.I,
+        ),
+        "the worker (thread) pool is exhausted: all its threads are busy and its queue is full, so new "
+        "work is rejected; the tasks hold the threads too long, or the pool is too small for the load",
+        "Find what keeps the workers busy (a thread dump, the tasks' durations, a recent change that made "
+        "them longer); bound the work per task, and size the pool and queue for the load.",
+    ),
+    FailureClass(
+        "deadlock",
+        re.compile(r"deadlock", re.I),
+        "two transactions take the same locks in opposite orders; the database detects the deadlock and "
+        "aborts one of them",
+        "Take the locks in one order everywhere (the same tables and rows first), keep transactions short, "
+        "and retry a transaction aborted by a deadlock (SQLSTATE 40001/40P01, MySQL 1213).",
+    ),
+    FailureClass(
+        "data race",
+        re.compile(
+            r"concurrent map (?:writes|read and map write|iteration and map write)|data race"
+            r"|ConcurrentModificationException",
+            re.I,
+        ),
+        "two threads (goroutines) change the same map or collection at once without a lock",
+        "Guard the shared map with a mutex (or use a concurrent map); run the tests with the race detector.",
+    ),
     FailureClass(
         "missing configuration",
         re.compile(
@@ -96,7 +139,7 @@ FAILURE_CLASSES = (
         "None/null dereference",
         re.compile(
             r"NoneType|NullPointerException|null pointer|nil pointer|Cannot read propert(y|ies) of "
-            r"(undefined|null)|undefined is not|NullReferenceException",
+            r"(undefined|null)|undefined is not|NullReferenceException|unwrap\(\)` on a `None`",
             re.I,
         ),
         "the code uses a value that is None/null, typically a lookup that found nothing",
@@ -524,9 +567,15 @@ _SQL_TABLE = re.compile(r"\b(?:FROM|JOIN|UPDATE|INTO)\s+[\[\"`]?(?P<table>[A-Za-
 _SQL_SKIP = {"select", "where", "set", "values", "lateral", "unnest"}
 
 
+_SQL_VERB = re.compile(r"\b(?:select|insert|update|delete)\b", re.I)
+
+
 def tables_in(text: str) -> list[str]:
-    """The tables an SQL statement in a log line reads or writes, in order."""
+    """The tables an SQL statement in a log line reads or writes, in order (none when the line
+    holds no statement: `slow response from tax-rules` names no table)."""
     found: list[str] = []
+    if not _SQL_VERB.search(text):
+        return found
     for match in _SQL_TABLE.finditer(text):
         table = match["table"].split(".")[-1]
         if table.lower() not in _SQL_SKIP and table not in found:
@@ -542,12 +591,16 @@ def slow(facts: Facts) -> Diagnosis | None:
     primary = facts.causes[0]
     pool = next((c for c in facts.causes if c.signal.kind == "pool" and c is not primary), None)
     tables = tables_in(primary.text)
-    if primary.signal.kind == "slow":
+    if primary.signal.kind == "slow" and not tables and primary.signal.dependency:
+        headline = f"Slow calls to {primary.signal.dependency}"
+    elif primary.signal.kind == "slow":
         headline = f"Slow SQL on {', '.join(tables)}" if tables else "Slow operations"
     elif primary.signal.kind == "dependency":
         headline = f"Slow calls to {primary.signal.dependency or 'a dependency'}"
     elif primary.signal.kind == "pool":
         headline = "The connection pool is saturated"
+    elif long_gc_pause(primary.text):
+        headline = "Long garbage-collection (GC) pauses stop the application: memory pressure on the heap"
     else:
         headline = "Memory pressure"
     sentences = [f"{headline}: {described(primary, facts, 240)}."]
@@ -556,8 +609,17 @@ def slow(facts: Facts) -> Diagnosis | None:
         sentences.append(
             "Slow statements hold the connections, so requests queue for one: that is the latency."
         )
+    # What else changed with it and slows the work down too (a consumer's poll timeouts and
+    # rebalances behind a slow call): the consequence the on-call person will see next.
+    also = next(
+        (c for c in facts.causes if c is not primary and c is not pool and not related(c, primary)), None
+    )
+    if also is not None:
+        sentences.append(f"Also since then: {described(also, facts, 240)}.")
     measured_line = latency_line(facts)
     evidence = [described(primary, facts)]
+    if also is not None:
+        evidence.append(described(also, facts))
     if pool is not None:
         evidence.append(described(pool, facts))
     evidence += [line for line in (measured_line, change_line(facts, tables)) if line]
@@ -567,13 +629,30 @@ def slow(facts: Facts) -> Diagnosis | None:
         root_cause=" ".join(sentences),
         evidence=with_ruled_out(evidence, ruled_out_lines(facts, primary)),
         confidence=0.7 if pool is not None or primary.signal.kind == "slow" else 0.55,
-        suggested_fix=f"Find why the statement{subject} is slow (EXPLAIN ANALYZE it: a missing or dropped "
-        "index, a full scan); meanwhile bound the pool's wait and shed load rather than queue.",
+        suggested_fix=slow_fix(primary, subject),
         next_steps=[
             "Run EXPLAIN (ANALYZE) of the slow statement and compare with its plan before the alert",
             "Check recent migrations and deploys touching these tables; roll back if one dropped an index",
             "Watch p90 latency and the pool's waiting count after the fix",
         ],
+    )
+
+
+def slow_fix(primary: Candidate, subject: str) -> str:
+    """What to do about the slowness, by what is slow."""
+    if primary.signal.kind == "memory":
+        return (
+            "Find what fills the heap (a heap histogram or dump: a cache or a large result held in "
+            "memory); restart to relieve it now, raise the heap only if the live set really grew."
+        )
+    if primary.signal.kind == "dependency":
+        return (
+            f"Look at {primary.signal.dependency or 'the dependency'}'s latency and recent changes; bound "
+            "the call with a timeout shorter than the caller's and do not hold workers while waiting."
+        )
+    return (
+        f"Find why the statement{subject} is slow (EXPLAIN ANALYZE it: a missing or dropped index, a full "
+        "scan); meanwhile bound the pool's wait and shed load rather than queue."
     )
 
 
@@ -665,8 +744,11 @@ def cause(facts: Facts) -> Diagnosis | None:
         ]
         confidence = min(confidence, 0.45)
         support.insert(1, described(other, facts))
+    change = trigger(top, facts) if other is None else None
+    if change is not None:
+        sentences.insert(1, trigger_sentence(change, top, facts))
     if other is None and confidence < CONFIDENT:
-        sentences.append(thin_reason(top, facts))
+        sentences.append(thin_reason(top, facts) if change is None else TRIGGER_REASON)
     symptoms = facts.symptoms()
     if symptoms and top.signal.kind != "symptom":
         count = sum(c.count for c in symptoms)
@@ -686,6 +768,52 @@ def cause(facts: Facts) -> Diagnosis | None:
         confidence=confidence,
         suggested_fix=fix_for(top, facts),
         next_steps=next_steps_for(top, facts),
+    )
+
+
+# A line saying the service's flags, configuration or version changed: when a failure begins
+# minutes after one, with nothing else to explain it, the change is the first suspect.
+_CHANGE_EVENT = re.compile(
+    r"feature.?flags?|\bflags?\b[^\n]{0,40}\b(?:applied|changed|updated|enabled|disabled|toggled|revision)"
+    r"|config(?:uration)?\b[^\n]{0,30}\b(?:reloaded|changed|updated|applied)|\bdeploy(?:ed|ing|ment)\b"
+    r"|\brolled out\b|\brollout\b|\bmigrat(?:ed|ion|ing)\b|\bupgraded\b",
+    re.I,
+)
+TRIGGER_WINDOW = timedelta(minutes=10)
+TRIGGER_MAX_COUNT = 3  # a change is logged once per replica, not at every request
+TRIGGER_REASON = (
+    "Low confidence: the errors do not say why; the change just before them is the likely trigger."
+)
+
+
+def trigger(top: Candidate, facts: Facts) -> Candidate | None:
+    """The last change event (any level) first logged in the TRIGGER_WINDOW before the failure
+    began: what changed just before it."""
+    logs, begin = facts.logs, facts.when(top.template.first_seen)
+    if logs is None or begin is None:
+        return None
+    found = []
+    for template in logs.templates:
+        if template is top.template or template.change != "new" or template.count > TRIGGER_MAX_COUNT:
+            continue
+        at = facts.when(template.first_seen)
+        if (
+            at is not None
+            and begin - TRIGGER_WINDOW <= at <= begin
+            and _CHANGE_EVENT.search(template.example)
+        ):
+            found.append((at, template))
+    if not found:
+        return None
+    return Candidate(max(found, key=lambda pair: pair[0])[1], top.signal)
+
+
+def trigger_sentence(change: Candidate, top: Candidate, facts: Facts) -> str:
+    begin, at = facts.when(top.template.first_seen), facts.when(change.template.first_seen)
+    lead = minutes((begin - at).total_seconds()) if begin and at else "shortly"
+    return (
+        f"It began {lead} after this change: {quote(change, 200)} ({facts.at(change.template.first_seen)}); "
+        "roll that change back first."
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -109,21 +109,49 @@ _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-# HTTP status codes tell a 500 from a 201 of the same endpoint: they are kept, not masked.
+# HTTP status codes tell a 500 from a 201 of the same endpoint: they are kept, not masked
+# (`GET /x 500`, `HTTP/1.1" 429`, `status=503`, JSON's `"statusCode":500`).
 _HTTP_STATUS = re.compile(
-    r"(?:\b(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) \S+ |HTTP/\d(?:\.\d)?\"? |\bstatus(?:_code)?[=:]\s*\"?)"
+    r"(?:\b(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) \S+ |HTTP/\d(?:\.\d)?\"? "
+    r"|\b[Ss]tatus(?:_?[Cc]ode)?\"?[=:]\s*\"?)"
     r"(?P<code>[1-5]\d\d)\b"
 )
+# In structured lines (JSON, logfmt) the statement is the quoted value of its message field:
+# masking it whole as a quoted string would make every line of one shape a single template.
+_MESSAGE_FIELD = re.compile(
+    r"(?:\"(?:msg|message|error|err|event|reason)\"\s*:\s*|\b(?:msg|message|error|err|event|reason)=)"
+    r"\"(?P<value>(?:[^\"\\\n]|\\.)*)\""
+)
+# Inside a message field, quotes are words: every mask but the quoted-string ones.
+_INNER_MASKS = tuple((pattern, replacement) for pattern, replacement in _MASKS if "<*>" not in replacement)
+_INNER_MASK = re.compile("|".join(f"({pattern.pattern})" for pattern, _ in _INNER_MASKS))
+_INNER_REPLACEMENTS = tuple(replacement for _, replacement in _INNER_MASKS)
 
 
 def template_of(text: str) -> str:
-    """Mask what varies between occurrences of the same log statement (but not HTTP status codes)."""
+    """Mask what varies between occurrences of the same log statement (but not HTTP status codes,
+    nor the words of a structured line's message field)."""
+    pieces, start = [], 0
+    for match in _MESSAGE_FIELD.finditer(text):
+        inner = _keep_status(match["value"], _mask_inner)
+        pieces += [_keep_status(text[start : match.start("value")], _mask), inner + '"']
+        start = match.end()
+    pieces.append(_keep_status(text[start:], _mask))
+    return clip("".join(pieces), MAX_TEMPLATE_CHARS)
+
+
+def _keep_status(text: str, mask: Callable[[str], str]) -> str:
     pieces, start = [], 0
     for match in _HTTP_STATUS.finditer(text):
-        pieces += [_mask(text[start : match.start("code")]), match["code"]]
+        pieces += [mask(text[start : match.start("code")]), match["code"]]
         start = match.end("code")
-    pieces.append(_mask(text[start:]))
-    return clip("".join(pieces), MAX_TEMPLATE_CHARS)
+    pieces.append(mask(text[start:]))
+    return "".join(pieces)
+
+
+def _mask_inner(text: str) -> str:
+    """A message field's words with what varies in them masked (quotes inside it are words)."""
+    return _INNER_MASK.sub(lambda match: _INNER_REPLACEMENTS[(match.lastindex or 1) - 1], text)
 
 
 # The masks as one alternation, in their order: one scan of the line instead of one per mask.

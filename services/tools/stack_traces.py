@@ -1,5 +1,5 @@
 """Stack traces in log events: which lines belong to one, and its frames, for Python, Java,
-Node, Go and .NET.
+Node, Go, .NET, Rust and PHP.
 
 Pure functions of text. Frames are kept innermost LAST whatever the language (Python's order).
 """
@@ -91,10 +91,15 @@ _DOTNET_INNER_ARROW = " ---> "
 
 
 def parse_trace(text: str) -> Trace | None:
-    """The stack trace in a log event, if any: Python, Java, Node, Go (basic) or .NET."""
+    """The stack trace in a log event, if any: Python, Java, Node, Go (basic), .NET, Rust or PHP."""
     lines = text.split("\n")
     if _PY_TRACEBACK in text:
         return _parse_python(lines)
+    # Before Node: a Rust backtrace's `at ./src/x.rs:3:9` lines look like Node frames.
+    if _RUST_PANIC.search(text):
+        return _parse_rust(text, lines)
+    if any(_PHP_FRAME.match(line) for line in lines):
+        return _parse_php(lines)
     if any(_GO_FILE_LINE.match(line) for line in lines) and "goroutine " in text:
         return _parse_go(lines)
     if _looks_dotnet(text, lines):
@@ -107,12 +112,27 @@ def parse_trace(text: str) -> Trace | None:
 
 
 def _parse_python(lines: list[str]) -> Trace:
-    """The last traceback of a chain: the exception actually raised (the whole chain stays in `text`)."""
-    start = max(i for i, line in enumerate(lines) if _PY_TRACEBACK in line)
+    """One link of a chain of tracebacks: the exception actually raised (the last link), unless
+    it was raised while handling an earlier one in the same function (an `except` that re-raises
+    or translates) or has no frame of the application: then the earlier link says what failed
+    and where. The whole chain stays in `text`."""
+    starts = [i for i, line in enumerate(lines) if _PY_TRACEBACK in line]
+    links = [
+        _python_link(lines[start + 1 : end])
+        for start, end in zip(starts, [*starts[1:], len(lines)], strict=True)
+    ]
+    chosen = links[-1]
+    for earlier in reversed(links[:-1]):
+        if not _reraised_from(chosen, earlier):
+            break
+        chosen = earlier
+    return chosen
+
+
+def _python_link(lines: list[str]) -> Trace:
     frames: list[StackFrame] = []
     exception = ""
-    for i in range(start + 1, len(lines)):
-        line = lines[i]
+    for i, line in enumerate(lines):
         if match := _PY_FRAME.match(line):
             code = lines[i + 1].strip() if i + 1 < len(lines) else ""
             usable = code and not _PY_FRAME.match(lines[i + 1]) and lines[i + 1][:1] in (" ", "\t")
@@ -129,6 +149,76 @@ def _parse_python(lines: list[str]) -> Trace:
             exception = line.strip()
             break
     return Trace(exception or "(no exception line)", tuple(frames[-MAX_FRAMES:]))
+
+
+def _reraised_from(later: Trace, earlier: Trace) -> bool:
+    """Whether `later` only re-raises `earlier`: it has no application frame while `earlier` has
+    one, or its innermost application frame is in the function where `earlier` failed."""
+    own_later = [f for f in later.frames if not is_library_frame(f)]
+    own_earlier = [f for f in earlier.frames if not is_library_frame(f)]
+    if not own_earlier:
+        return False
+    if not own_later:
+        return True
+    inner_later, inner_earlier = own_later[-1], own_earlier[-1]
+    return (inner_later.file, inner_later.function) == (inner_earlier.file, inner_earlier.function)
+
+
+# Rust: `thread 'main' panicked at src/x.rs:3:9:` then the message (1.73+), or the older
+# `panicked at 'message', src/x.rs:3:9`; with RUST_BACKTRACE, `  4: crate::f` / `at ./src/x.rs:3:9`.
+_RUST_PANIC = re.compile(r"panicked at (?:'(?P<message>.*)', )?(?P<file>[^\s:'\"]+\.rs):(?P<line>\d+):\d+:?")
+_RUST_FUNCTION = re.compile(r"^\s*\d+: (?P<function>\S+)")
+_RUST_AT = re.compile(r"^\s+at (?P<file>\S+\.rs):(?P<line>\d+)(?::\d+)?\s*$")
+
+
+def _parse_rust(text: str, lines: list[str]) -> Trace:
+    """The panic's message and location; the backtrace's frames (innermost first as Rust prints
+    them) when there is one, else the panic's location as the only frame."""
+    panic = _RUST_PANIC.search(text)
+    assert panic is not None
+    message = panic["message"]
+    if message is None:  # the message is the line after `panicked at file:line:col:`
+        after = text[panic.end() :].lstrip(" ").split("\n")
+        rest = after[1:] if not after[0].strip() else after
+        message = next((line.strip() for line in rest if line.strip()), "")
+    frames: list[StackFrame] = []
+    for previous, line in itertools.pairwise(lines):
+        if (at := _RUST_AT.match(line)) and (named := _RUST_FUNCTION.match(previous)):
+            frames.append(_frame("rust", at["file"].removeprefix("./"), int(at["line"]), named["function"]))
+    if not frames:
+        frames = [_frame("rust", panic["file"], int(panic["line"]), "")]  # the panic names no function
+    return Trace(message or "panic", tuple(reversed(frames[:MAX_FRAMES])))
+
+
+# PHP: `#3 /var/www/app/Foo.php(41): Bar->baz()`, innermost first; Laravel logs the exception's
+# class in its context, `[object] (Illuminate\\Database\\QueryException(code: 40001): ...`.
+_PHP_FRAME = re.compile(r"^\s*#\d+ (?P<file>[^\s(]+\.php)\((?P<line>\d+)\): (?P<function>.+?)\s*$")
+_PHP_CLASS = re.compile(r"\(\s*(?P<cls>[A-Za-z_][\w\\]*)\(code: [^)]*\): ")
+_PHP_PREFIX = re.compile(r"^\[[^\]]+\] \w+\.[A-Z]+: |^PHP (?:Fatal error|Warning):\s+(?:Uncaught )?")
+
+
+def _php_function(call: str) -> str:
+    """`App\\\\Services\\\\Stock->reserve()` as `App\\Services\\Stock->reserve` (JSON escapes undone)."""
+    return re.sub(r"\\+", r"\\", call).removesuffix("()")
+
+
+def _parse_php(lines: list[str]) -> Trace:
+    """The frames under `#N file(line): function`, and the exception: the message of the first
+    line (a Laravel prefix and context cut), with the class Laravel names in its context."""
+    found = [m for m in map(_PHP_FRAME.match, lines) if m is not None]
+    # `#4 a.php(41): B->c()` says that line 41 of a.php calls B->c(): the function running at
+    # a.php:41 is the one the next (outer) entry calls.
+    callees = [_php_function(m["function"]) for m in found]
+    frames = [
+        _frame("php", m["file"], int(m["line"]), callees[i + 1] if i + 1 < len(callees) else "")
+        for i, m in enumerate(found)
+    ]
+    head = _PHP_PREFIX.sub("", lines[0].strip()).split(' {"exception"', 1)[0].strip()
+    named = _PHP_CLASS.search("\n".join(lines))
+    if named is not None:  # after the message: the log line's own words begin the exception
+        cls = re.sub(r"\\+", r"\\", named["cls"])  # JSON-escaped `\\` back to one backslash
+        head = f"{head} ({cls})"
+    return Trace(head or "(no exception line)", tuple(reversed(frames[:MAX_FRAMES])))
 
 
 def _frame(
@@ -247,6 +337,8 @@ def _parse_go(lines: list[str]) -> Trace:
 _LIBRARY_PATH = re.compile(
     r"site-packages/|dist-packages/|node_modules/|/lib/python\d|^<frozen |^node:|^internal/"
     r"|/usr/local/go/src/|/usr/lib/go|/go/pkg/mod/"
+    r"|/rustc/|\.cargo/registry/|^library/(?:std|core|alloc)/"  # Rust's std and crates
+    r"|/vendor/"  # PHP's Composer packages (and Go's vendored modules)
 )
 _RUNTIME_PREFIXES = (
     *("java.", "javax.", "jdk.", "sun.", "com.sun.", "kotlin.", "scala."),  # the JDK and JVM languages

@@ -31,7 +31,9 @@ def scenarios() -> list[Scenario]:
 
 def test_every_scenario_file_loads_and_validates(scenarios: list[Scenario]) -> None:
     assert len(scenarios) == len(list(SCENARIOS.glob("*.toml")))
-    assert 40 <= len(scenarios) <= 48
+    # At least the issue's 40; at most what keeps the eval a CI step of well under a minute
+    # (the held-out scenarios of issue 12 brought it to 56).
+    assert 40 <= len(scenarios) <= 72
     for scenario in scenarios:
         assert scenario.name == scenario.path.stem
         assert scenario.kind in KINDS and scenario.language in LANGUAGES

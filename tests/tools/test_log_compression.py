@@ -264,3 +264,29 @@ def test_every_distinct_error_template_survives_within_the_budget(
     assert (result.omitted is None) == (
         len(result.templates) == len({template_of(r) for r in routine}) + len(errors)
     )
+
+
+def test_structured_lines_keep_the_words_of_their_message_field() -> None:
+    # JSON and logfmt lines of one shape used to be one template (every quoted value masked):
+    # two unrelated errors with the same keys must stay two templates.
+    disk = (
+        '{"level":"error","msg":"thumbnail write failed","error":"ENOSPC: no space left on device","id":"a1"}'
+    )
+    s3 = (
+        '{"level":"error","msg":"upload failed",'
+        '"error":"AccessDenied: not authorized to perform: s3:PutObject","id":"b2"}'
+    )
+    assert template_of(disk) != template_of(s3)
+    assert "no space left on device" in template_of(disk)
+    assert template_of(disk) == template_of(disk.replace("a1", "c3"))
+    # What varies inside the message is still masked; an HTTP status in it is kept.
+    assert template_of('level=error msg="accept failed: retrying in 40ms" conn=7') == (
+        'level=error msg="accept failed: retrying in <n>ms" conn=<n>'
+    )
+    assert " 500 " in template_of('level=error msg="GET /api/cart 500 Internal Server Error" dur=3ms')
+
+
+def test_a_json_status_code_is_kept() -> None:
+    ok = '{"msg":"request completed","res":{"statusCode":200},"ms":12}'
+    failed = '{"msg":"request completed","res":{"statusCode":500},"ms":12}'
+    assert template_of(ok) != template_of(failed)

@@ -202,7 +202,8 @@ def test_tracebacks_logged_line_by_line_stay_apart_unless_chained() -> None:
     assert len(separate) == 2
     assert len(chained) == 1
     trace = parse_trace(chained[0].message)
-    assert trace is not None and trace.exception == "RuntimeError: wrapped"
+    # Raised again in the same function while handling the first: the first says what failed.
+    assert trace is not None and trace.exception == "KeyError: 'a'"
 
 
 @pytest.mark.parametrize(
@@ -235,3 +236,92 @@ def test_jvm_frames_get_their_package_path(function: str, file: str, path: str |
 )
 def test_dotnet_frames_without_a_file_get_their_namespace_path(function: str, path: str | None) -> None:
     assert dotnet_source_path(function) == path
+
+
+# --- held-out forms (issue 12): Rust, PHP, chained Python re-raised in the same function -------
+
+
+def test_rust_panic_names_its_location_and_message() -> None:
+    text = (
+        "thread 'tokio-runtime-worker' panicked at src/pricing/discount.rs:22:47:\n"
+        "called `Option::unwrap()` on a `None` value\n"
+        "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace"
+    )
+    trace = parse_trace(text)
+    assert trace is not None and trace.exception == "called `Option::unwrap()` on a `None` value"
+    assert [(f.file, f.line, f.language) for f in trace.frames] == [("src/pricing/discount.rs", 22, "rust")]
+
+
+def test_rust_backtrace_frames_skip_std_and_crates() -> None:
+    text = (
+        "thread 'main' panicked at 'index out of bounds: the len is 3 but the index is 3', src/main.rs:9:5\n"
+        "stack backtrace:\n"
+        "   0: rust_begin_unwind\n"
+        "             at /rustc/90b35a6239c3d8bdabc530a6a0816f7ff89a0aaf/library/std/src/panicking.rs:645:5\n"
+        "   1: shop::split\n"
+        "             at ./src/main.rs:9:5\n"
+        "   2: shop::main\n"
+        "             at ./src/main.rs:3:5"
+    )
+    trace = parse_trace(text)
+    assert trace is not None and trace.exception.startswith("index out of bounds")
+    frame = top_frame(compress_logs([entry(text, "ERROR")]).stack_traces)
+    assert frame is not None and (frame.file, frame.line, frame.function) == ("src/main.rs", 9, "shop::split")
+
+
+PHP = (
+    "[2026-12-03 07:00:02] production.ERROR: SQLSTATE[40001]: Serialization failure: 1213 Deadlock found "
+    'when trying to get lock {"exception":"[object] (Illuminate\\\\Database\\\\QueryException(code: 40001): '
+    "SQLSTATE[40001] at /var/www/html/vendor/laravel/framework/src/Illuminate/Database/Connection.php:829)\n"
+    "[stacktrace]\n"
+    "#0 /var/www/html/vendor/laravel/framework/src/Illuminate/Database/Query/Builder.php(3479): "
+    "Illuminate\\\\Database\\\\Connection->update()\n"
+    "#1 /var/www/html/app/Services/StockReservation.php(41): "
+    "Illuminate\\\\Database\\\\Query\\\\Builder->increment()\n"
+    "#2 /var/www/html/app/Http/Controllers/CheckoutController.php(27): "
+    "App\\\\Services\\\\StockReservation->reserve()\n"
+    "#3 {main}\n"
+    '"}'
+)
+
+
+def test_php_trace_names_the_application_frame_and_the_function_running_there() -> None:
+    trace = parse_trace(PHP)
+    assert trace is not None
+    assert trace.exception.startswith("SQLSTATE[40001]: Serialization failure: 1213 Deadlock found")
+    assert trace.exception.endswith("(Illuminate\\Database\\QueryException)")
+    frame = top_frame(compress_logs([entry(PHP, "ERROR")]).stack_traces)
+    # Line 41 calls Builder->increment(); the function running there is the caller's callee.
+    assert frame is not None
+    assert (frame.file, frame.line) == ("/var/www/html/app/Services/StockReservation.php", 41)
+    assert frame.function == "App\\Services\\StockReservation->reserve"
+
+
+def _python_chain(first: str, second_frames: str, second: str) -> str:
+    return (
+        f'Traceback (most recent call last):\n  File "/app/promotions/rules.py", line 27, in discount_for\n'
+        f'    tier = customer["tier"]\n{first}\n\n'
+        "During handling of the above exception, another exception occurred:\n\n"
+        f"Traceback (most recent call last):\n{second_frames}{second}"
+    )
+
+
+def test_an_exception_raised_while_handling_one_in_the_same_function_reports_the_first() -> None:
+    frames = (
+        '  File "/app/promotions/api.py", line 41, in apply\n    amount = discount_for(cart, customer)\n'
+        '  File "/app/promotions/rules.py", line 29, in discount_for\n    raise PromotionError("no")\n'
+    )
+    trace = parse_trace(_python_chain("KeyError: 'tier'", frames, "promotions.errors.PromotionError: no"))
+    assert trace is not None and trace.exception == "KeyError: 'tier'"
+    assert [(f.file, f.line) for f in trace.frames] == [("/app/promotions/rules.py", 27)]
+
+
+def test_a_library_wrapper_raised_while_handling_reports_the_applications_exception() -> None:
+    frames = (
+        '  File "/usr/local/lib/python3.12/site-packages/celery/app/task.py", line 723, in retry\n'
+        "    raise self.MaxRetriesExceededError()\n"
+    )
+    trace = parse_trace(
+        _python_chain("KeyError: 'tier'", frames, "celery.exceptions.MaxRetriesExceededError")
+    )
+    assert trace is not None and trace.exception == "KeyError: 'tier'"
