@@ -243,8 +243,13 @@ def long_gc_pause(text: str) -> bool:
 
 
 # An access log (envoy, nginx) logs every request at INFO, failures too: a 429 or 5xx answered
-# by a named upstream is a dependency's failure whatever the line's level.
+# by a named upstream is a dependency's failure whatever the line's level. Only with an upstream
+# field: the service's own access line names at most its client's referrer, and a 429 there is
+# the service limiting its clients.
 _ACCESS_FAILURE = re.compile(r"HTTP/\d(?:\.\d)?\"? (?:429|5\d\d)\b")
+_UPSTREAM_FIELD = re.compile(
+    r"\bupstream(?:_addr|_host)?\b|\"[a-z][\w.-]*\"\s+\"(?:\d{1,3}\.){3}\d{1,3}:\d{2,5}\"", re.I
+)
 
 
 def telling_below_warn(text: str, own: str | None) -> bool:
@@ -252,7 +257,11 @@ def telling_below_warn(text: str, own: str | None) -> bool:
     an upstream's failure status."""
     if long_gc_pause(text):
         return True
-    return _ACCESS_FAILURE.search(text) is not None and dependency_in(text, own) is not None
+    return (
+        _ACCESS_FAILURE.search(text) is not None
+        and _UPSTREAM_FIELD.search(text) is not None
+        and dependency_in(text, own) is not None
+    )
 
 
 # Exception names that only say "an HTTP error" (`"err":{"type":"HttpError"}` in a JSON line):

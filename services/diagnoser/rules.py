@@ -812,8 +812,8 @@ def trigger_sentence(change: Candidate, top: Candidate, facts: Facts) -> str:
     begin, at = facts.when(top.template.first_seen), facts.when(change.template.first_seen)
     lead = minutes((begin - at).total_seconds()) if begin and at else "shortly"
     return (
-        f"It began {lead} after this change: {quote(change, 200)} ({facts.at(change.template.first_seen)}); "
-        "roll that change back first."
+        f"It began {lead} after this change: {quote(change, 200)} ({facts.at(change.template.first_seen)}), "
+        "the likely trigger: roll it back if nothing else explains the failure."
     )
 
 

@@ -299,3 +299,10 @@ def test_consumer_lag_alerts_are_latency_alerts_that_accumulate() -> None:
 def test_only_an_sql_statement_names_tables() -> None:
     assert tables_in("slow response from tax-rules: POST /v2/rates took 2140 ms") == []
     assert tables_in("Slow query 2874 ms: select oi.sku from order_items oi") == ["order_items"]
+
+
+def test_the_services_own_access_line_with_a_referrer_is_not_an_upstream_failure() -> None:
+    own = '10.0.0.9 - - [x] "GET /api/search HTTP/1.1" 429 12 "https://shop.example.com/" "Mozilla/5.0"'
+    assert not telling_below_warn(own, "search")
+    envoy = '[x] "GET /v1/q HTTP/1.1" 503 - 0 19 3 - "-" "svc/1" "r1" "pricing.internal" "10.1.2.3:8080"'
+    assert telling_below_warn(envoy, "search")
