@@ -166,6 +166,15 @@ _RESOURCE_KINDS = {
     ),
     # The process's own file descriptors: the dial that fails with it names a host that is fine.
     "descriptors": _any(r"too many open files", r"\bEMFILE\b", r"\bENFILE\b"),
+    # The process's own worker pool: a worker "timeout" is not a dependency timing out.
+    "workers": _any(
+        r"RejectedExecution",
+        r"TaskRejected",
+        r"\bWORKER TIMEOUT\b",
+        r"All threads \(\d+\) are currently busy",
+        r"thread pool (?:is )?(?:full|exhausted)",
+        r"listen queue[^\n]{0,40}full",
+    ),
 }
 _RESOURCE = _any(*(pattern.pattern for pattern in _RESOURCE_KINDS.values()))
 
@@ -372,7 +381,7 @@ _HOST_PATTERNS = (
 _IP = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _NOT_HOSTS = re.compile(
     r"\.(?:py|js|mjs|ts|java|kt|go|cs|rb|php|json|ya?ml|xml|html?|sql|log|txt|csv)$|^(?:https?|tcp|udp|dial|"
-    r"read|write|line|file|level|msg|err|error|the|a|an)$",
+    r"read|write|line|file|level|msg|err|error|the|a|an|pid|tid|port|code|id)$",
     re.I,
 )
 

@@ -306,3 +306,8 @@ def test_the_services_own_access_line_with_a_referrer_is_not_an_upstream_failure
     assert not telling_below_warn(own, "search")
     envoy = '[x] "GET /v1/q HTTP/1.1" 503 - 0 19 3 - "-" "svc/1" "r1" "pricing.internal" "10.1.2.3:8080"'
     assert telling_below_warn(envoy, "search")
+
+
+def test_a_worker_timeout_is_the_process_pool_not_a_dependency() -> None:
+    signal = signal_of("[2026-12-03 07:00:01 +0000] [1] [CRITICAL] WORKER TIMEOUT (pid:31)")
+    assert signal.kind == "resource" and signal.dependency is None
