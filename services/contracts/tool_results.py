@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 # --- fetch_logs ------------------------------------------------------------------------------
 
-Language = Literal["python", "java", "node", "go", "dotnet", "rust", "php"]
+Language = Literal["python", "java", "node", "go", "dotnet", "rust", "php", "ruby"]
 # How a template's (or a trace's) rate moved at the alert's start: first seen then (or just
 # before), several times its earlier rate, about the same as before, or seen only before it.
 Change = Literal["new", "jumped", "steady", "stopped"]

@@ -139,7 +139,8 @@ FAILURE_CLASSES = (
         "None/null dereference",
         re.compile(
             r"NoneType|NullPointerException|null pointer|nil pointer|Cannot read propert(y|ies) of "
-            r"(undefined|null)|undefined is not|NullReferenceException|unwrap\(\)` on a `None`",
+            r"(undefined|null)|undefined is not|NullReferenceException|unwrap\(\)` on a `None`"
+            r"|undefined method [^\n]{1,80} for nil\b",
             re.I,
         ),
         "the code uses a value that is None/null, typically a lookup that found nothing",

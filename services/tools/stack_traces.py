@@ -1,5 +1,5 @@
 """Stack traces in log events: which lines belong to one, and its frames, for Python, Java,
-Node, Go, .NET, Rust and PHP.
+Node, Go, .NET, Rust, PHP and Ruby.
 
 Pure functions of text. Frames are kept innermost LAST whatever the language (Python's order).
 """
@@ -91,7 +91,7 @@ _DOTNET_INNER_ARROW = " ---> "
 
 
 def parse_trace(text: str) -> Trace | None:
-    """The stack trace in a log event, if any: Python, Java, Node, Go (basic), .NET, Rust or PHP."""
+    """The stack trace in a log event, if any: Python, Java, Node, Go (basic), .NET, Rust, PHP or Ruby."""
     lines = text.split("\n")
     if _PY_TRACEBACK in text:
         return _parse_python(lines)
@@ -100,6 +100,8 @@ def parse_trace(text: str) -> Trace | None:
         return _parse_rust(text, lines)
     if any(_PHP_FRAME.match(line) for line in lines):
         return _parse_php(lines)
+    if any(_RUBY_FRAME.match(line) for line in lines):
+        return _parse_ruby(lines)
     if any(_GO_FILE_LINE.match(line) for line in lines) and "goroutine " in text:
         return _parse_go(lines)
     if _looks_dotnet(text, lines):
@@ -200,6 +202,29 @@ _PHP_PREFIX = re.compile(r"^\[[^\]]+\] \w+\.[A-Z]+: |^PHP (?:Fatal error|Warning
 def _php_function(call: str) -> str:
     """`App\\\\Services\\\\Stock->reserve()` as `App\\Services\\Stock->reserve` (JSON escapes undone)."""
     return re.sub(r"\\+", r"\\", call).removesuffix("()")
+
+
+# Ruby: `app/x.rb:27:in 'Refund#call': message (NoMethodError)` then `\tfrom app/y.rb:9:in ...`
+# (uncaught), or Rails' `NoMethodError (message):` then `app/x.rb:27:in `call'`; innermost first.
+_RUBY_FRAME = re.compile(
+    r"^\s*(?:from )?(?P<file>[^\s:]+\.rb):(?P<line>\d+):in [`'](?P<function>[^'`]+)'(?P<rest>.*)$"
+)
+_RUBY_UNCAUGHT = re.compile(r"^: (?P<message>.*) \((?P<cls>[A-Z][\w:]*)\)\s*$")
+
+
+def _parse_ruby(lines: list[str]) -> Trace:
+    """The frames, and the exception: `Class: message` from the uncaught form's first frame, or
+    the line before the first frame (Rails)."""
+    found = [(i, m) for i, m in enumerate(map(_RUBY_FRAME.match, lines)) if m is not None]
+    frames = [_frame("ruby", m["file"], int(m["line"]), m["function"]) for _, m in found]
+    first_index, first = found[0]
+    uncaught = _RUBY_UNCAUGHT.match(first["rest"])
+    if uncaught is not None:
+        exception = f"{uncaught['cls']}: {uncaught['message']}"
+    else:
+        header = next((line.strip() for line in reversed(lines[:first_index]) if line.strip()), "")
+        exception = header.rstrip(":")
+    return Trace(exception or "(no exception line)", tuple(reversed(frames[:MAX_FRAMES])))
 
 
 def _parse_php(lines: list[str]) -> Trace:
@@ -339,6 +364,7 @@ _LIBRARY_PATH = re.compile(
     r"|/usr/local/go/src/|/usr/lib/go|/go/pkg/mod/"
     r"|/rustc/|\.cargo/registry/|^library/(?:std|core|alloc)/"  # Rust's std and crates
     r"|/vendor/"  # PHP's Composer packages (and Go's vendored modules)
+    r"|/gems/|/lib/ruby/\d"  # Ruby's gems and standard library
 )
 _RUNTIME_PREFIXES = (
     *("java.", "javax.", "jdk.", "sun.", "com.sun.", "kotlin.", "scala."),  # the JDK and JVM languages

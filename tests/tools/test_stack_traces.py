@@ -325,3 +325,24 @@ def test_a_library_wrapper_raised_while_handling_reports_the_applications_except
         _python_chain("KeyError: 'tier'", frames, "celery.exceptions.MaxRetriesExceededError")
     )
     assert trace is not None and trace.exception == "KeyError: 'tier'"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Ruby 3.4, uncaught: the first frame carries the message and the class.
+        "app/services/refund_service.rb:27:in 'RefundService#call': undefined method 'amount' for nil "
+        "(NoMethodError)\n"
+        "\tfrom /usr/local/bundle/gems/actionpack-7.1.3/lib/action_controller/render.rb:6:in 'x'\n"
+        "\tfrom app/controllers/refunds_controller.rb:9:in 'RefundsController#create'",
+        # Rails' log: the exception, then the application trace.
+        "NoMethodError (undefined method `amount' for nil:NilClass):\n  \n"
+        "app/services/refund_service.rb:27:in `call'\napp/controllers/refunds_controller.rb:9:in `create'",
+    ],
+)
+def test_ruby_traces_name_the_innermost_application_frame(text: str) -> None:
+    trace = parse_trace(text)
+    assert trace is not None and trace.exception.startswith("NoMethodError")
+    frame = top_frame(compress_logs([entry(text, "ERROR")]).stack_traces)
+    assert frame is not None and (frame.file, frame.line) == ("app/services/refund_service.rb", 27)
+    assert frame.language == "ruby"

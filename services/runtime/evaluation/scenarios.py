@@ -37,7 +37,7 @@ KINDS = (
     "recovered",  # the alert had recovered when investigated
     "no-evidence",  # nothing useful to find: say what was checked, do not be confident
 )
-LANGUAGES = ("python", "java", "kotlin", "go", "node", "dotnet", "rust", "php", "none")
+LANGUAGES = ("python", "java", "kotlin", "go", "node", "dotnet", "rust", "php", "ruby", "none")
 LEVELS = ("DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL", "FATAL")
 
 # A repeated line ending `now` is generated this far past the moment the alert is posted; the
