@@ -148,7 +148,7 @@ def summary_text(record: FlapRecord, policy: FlapPolicy) -> str:
     state = "resolved" if record.resolved else "firing"
     return (
         f"📉 *Flapping over* *{record.title}*\n"
-        f"It fired {record.flaps} more time(s) after it was marked flapping at {since:%H:%M} UTC "
+        f"It fired {record.flaps} time(s) from when it was marked flapping at {since:%H:%M} UTC "
         f"({len(record.firings)} firings in its last window); stable ({state}) since {last:%H:%M} UTC, "
         f"{format_duration(policy.window_seconds)} without a change."
     )

@@ -168,7 +168,7 @@ class Diagnoser:
         closed = await self.bus.kv_update(streams.CONVERSATIONS, incident_id, Conversation, close)
         await open_incidents.closed(self.bus, incident_id)  # also on a redelivery: after the close
         await flapping.on_resolved(self.bus, group)
-        await memory.remember(self.bus, closed)
+        await memory.remember(self.bus, closed, ended_at=memory.ended(group))
         if closed is None:
             log.info("resolved notification for unknown incident %s: nothing to tell", incident_id)
             return

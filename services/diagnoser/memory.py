@@ -49,6 +49,12 @@ def signature_of(group: AlertGroup, evidence: Evidence) -> str:
     return f"{service} | {top.signal.kind} {top.subject}"
 
 
+def ended(group: AlertGroup) -> datetime | None:
+    """When Alertmanager says the group's alerts ended (the latest `endsAt`)."""
+    ends = [a.ends_at for a in group.alerts if a.ends_at is not None]
+    return max(ends) if ends else None
+
+
 def short_path(path: str) -> str:
     """The file's last two parts: `/app/checkout/payments.py` (a container) and
     `src/checkout/payments.py` (the repository) are one `checkout/payments.py`."""
@@ -160,14 +166,17 @@ def with_recalled(conversation: Conversation, recalled: Recalled) -> Conversatio
 # --- keeping the record ---------------------------------------------------------------------------
 
 
-def past_incident_of(conversation: Conversation, known: PastIncident | None) -> PastIncident:
+def past_incident_of(
+    conversation: Conversation, known: PastIncident | None, ended_at: datetime | None = None
+) -> PastIncident:
     d = conversation.diagnosis
     started = min((a.starts_at for a in conversation.alerts if a.starts_at), default=conversation.opened_at)
     latest = conversation.feedback[-1] if conversation.feedback else None
     return PastIncident(
         incident_id=conversation.incident_id,
         started_at=started,
-        resolved_at=conversation.resolved_at,
+        # Alertmanager's end of the alerts when it said so ("lasted 14 min"), not when we heard it.
+        resolved_at=ended_at or (known.resolved_at if known else None) or conversation.resolved_at,
         root_cause=d.root_cause if d else "",
         affected_file=d.affected_file if d else None,
         line=d.line if d else None,
@@ -179,10 +188,12 @@ def past_incident_of(conversation: Conversation, known: PastIncident | None) -> 
     )
 
 
-def with_incident(record: ProblemRecord | None, signature: str, conversation: Conversation) -> ProblemRecord:
+def with_incident(
+    record: ProblemRecord | None, signature: str, conversation: Conversation, ended_at: datetime | None = None
+) -> ProblemRecord:
     record = record or ProblemRecord(signature=signature, service=conversation.service)
     known = next((p for p in record.incidents if p.incident_id == conversation.incident_id), None)
-    entry = past_incident_of(conversation, known)
+    entry = past_incident_of(conversation, known, ended_at)
     others = [p for p in record.incidents if p.incident_id != conversation.incident_id]
     incidents = sorted([*others, entry], key=lambda p: as_utc(p.started_at))[-MAX_REMEMBERED:]
     return record.model_copy(
@@ -195,7 +206,12 @@ def with_incident(record: ProblemRecord | None, signature: str, conversation: Co
     )
 
 
-async def remember(bus: Bus, conversation: Conversation | None, ticket_status: str | None = None) -> None:
+async def remember(
+    bus: Bus,
+    conversation: Conversation | None,
+    ticket_status: str | None = None,
+    ended_at: datetime | None = None,
+) -> None:
     """File (or refresh) the incident under its signature: after its diagnosis, its ticket, its
     resolution and each feedback. Idempotent: the entry is rebuilt from the conversation."""
     if conversation is None or conversation.signature is None or conversation.diagnosis is None:
@@ -203,7 +219,7 @@ async def remember(bus: Bus, conversation: Conversation | None, ticket_status: s
     signature = conversation.signature_text or conversation.signature
 
     def change(current: ProblemRecord | None) -> ProblemRecord:
-        updated = with_incident(current, signature, conversation)
+        updated = with_incident(current, signature, conversation, ended_at)
         if ticket_status is not None:
             updated.incidents = [
                 p.model_copy(update={"ticket_status": ticket_status})

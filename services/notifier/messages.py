@@ -18,6 +18,7 @@ from services.contracts.models import (
     incident_tag,
 )
 from services.runtime.text import clip, format_duration
+from services.runtime.timeline import render
 from services.runtime.times import as_utc
 
 # Twilio rejects a Body over 1600 characters (error 21617).
@@ -34,12 +35,15 @@ REPLY_HINT: Final = "Reply to this message: `create jira task and assign to <nam
 # plus variables stay within 1024 characters (error 63021): the invitation is kept short.
 MAX_INVITE_CHARS: Final = 200
 MAX_QUOTE_CHARS: Final = 120
+MAX_TIMELINE_CHARS: Final = 100
 _WHITESPACE = re.compile(r"\s+")
 
 
 def format_diagnosis(event: IncidentDiagnosed) -> str:
     d = event.diagnosis
     lines = [f"🚨 *Incident diagnosis* {incident_tag(event.incident_id)}", f"*{_one_line(event.title)}*"]
+    if event.seen_before:  # incident memory: the first thing the on-call person needs to know
+        lines.append(f"🔁 {clip(_one_line(event.seen_before), MAX_FIELD_CHARS)}")
     priority = f"*Priority:* {d.priority}"
     if event.severity:
         priority += f" · *Severity:* {_one_line(event.severity)}"
@@ -98,6 +102,12 @@ def format_resolved(event: IncidentResolved) -> str:
         lines.append(f"Resolved at {resolved_at:%H:%M} UTC.")
     if event.ticket_key:
         lines.append(f"Ticket: {event.ticket_key} {event.ticket_url or ''}".rstrip())
+    if event.timeline:  # short: the ticket's comment and `oncall inspect --timeline` have all of it
+        lines += [
+            "",
+            "*Timeline (UTC):*",
+            *(clip(line, MAX_TIMELINE_CHARS) for line in render(event.timeline, 8)),
+        ]
     return "\n".join(lines)
 
 

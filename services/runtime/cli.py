@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from collections.abc import Coroutine, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from services.contracts import streams
 from services.contracts.settings import OnCallPeople
+from services.runtime import stats, timeline
 from services.runtime.broker import FASTSTREAM_LOGGER, NatsUnreachable, check_reachable
 from services.runtime.credentials import mask_credentials
 from services.runtime.data_dir import DataDirBusy, StaleLocalState, read_local_state
@@ -109,7 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser("inspect", help="show an incident's conversation from KV")
     inspect.add_argument("incident")
     inspect.add_argument("--json", action="store_true", help="the raw KV value")
+    inspect.add_argument(
+        "--timeline", action="store_true", help="fired, diagnosed, replies, actions, resolved"
+    )
     inspect.add_argument("--data-dir", type=Path)
+    period = commands.add_parser("stats", help="incidents, model/rules, feedback, tickets over a period")
+    period.add_argument("--since", default="7d", help="7d, 24h, 2w, or an ISO date (default 7d)")
+    period.add_argument("--until", help="an ISO date (default now)")
+    period.add_argument("--data-dir", type=Path)
     commands.add_parser("eval", help="run the evaluation scenarios (eval/scenarios); see oncall eval --help")
     return parser
 
@@ -166,7 +174,27 @@ async def run_inspect(settings: ProcessSettings, args: argparse.Namespace) -> in
     if conversation is None:
         print(f"no incident {args.incident}", file=sys.stderr)
         return 1
+    if args.timeline:
+        print("\n".join(timeline.render(timeline.timeline_of(conversation))))
+        return 0
     print(conversation.model_dump_json(indent=1) if args.json else describe(conversation))
+    return 0
+
+
+async def run_stats(settings: ProcessSettings, args: argparse.Namespace) -> int:
+    url = nats_url_for(settings)
+    if url is None:
+        print("oncall stats: set NATS_URL (or run it beside a local `oncall up`)", file=sys.stderr)
+        return 2
+    now = datetime.now(UTC)
+    try:
+        since = stats.period_start(args.since, now)
+        until = stats.period_start(args.until, now) if args.until else now
+    except ValueError:
+        print(f"oncall stats: not a period: {args.since!r} (7d, 24h, 2w, or an ISO date)", file=sys.stderr)
+        return 2
+    await check_reachable(url)
+    print(stats.render(stats.compute(await stats.read_conversations(url), since, until)))
     return 0
 
 
@@ -280,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         print(settings_error(exc), file=sys.stderr)
         return 2
     # The demo prints its own story; keep the logs to warnings there.
-    quiet = args.command in ("demo", "reply", "replay", "inspect")
+    quiet = args.command in ("demo", "reply", "replay", "inspect", "stats")
     # `asyncapi` wires every service only to describe it: their start-up warnings are not news.
     level = "ERROR" if args.command == "asyncapi" else "WARNING" if quiet else settings.log_level
     configure_logging(level, settings.log_format)
@@ -315,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_async(run_replay(settings, args))
         elif args.command == "inspect":
             return run_async(run_inspect(settings, args))
+        elif args.command == "stats":
+            return run_async(run_stats(settings, args))
         elif args.command == "asyncapi":
             from services.runtime.asyncapi import render  # builds every service: only on demand
 

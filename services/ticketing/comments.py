@@ -2,6 +2,7 @@
 
 from services.contracts.models import IncidentResolved, TicketRequested, incident_tag
 from services.runtime.text import format_duration
+from services.runtime.timeline import render
 from services.runtime.times import as_utc
 from services.ticketing import adf
 from services.ticketing.adf import Node
@@ -27,7 +28,12 @@ def follow_up(req: TicketRequested, assignee: str | None, priority: str | None) 
 
 
 def resolution(event: IncidentResolved) -> Node:
-    return adf.doc(adf.paragraph(adf.text(resolution_text(event))))
+    """When and after how long, then the incident's timeline: fired, diagnosed, each reply and
+    action, resolved (an older event without one: the sentence alone)."""
+    blocks = [adf.paragraph(adf.text(resolution_text(event)))]
+    if event.timeline:
+        blocks += [adf.heading("Timeline (UTC)", 3), adf.bullet_list(render(event.timeline))]
+    return adf.doc(*blocks)
 
 
 def resolution_text(event: IncidentResolved) -> str:

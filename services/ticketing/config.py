@@ -25,6 +25,9 @@ class TicketingConfig:
     priority_names: Mapping[Priority, str] = field(default_factory=lambda: dict(DEFAULT_PRIORITY_NAMES))
     # Name of the workflow transition applied when the incident resolves; None = comment only.
     resolve_transition: str | None = None
+    # One ticket per problem (lifecycle.py): transition names tried to reopen, and for how long.
+    reopen_transitions: tuple[str, ...] = ("Reopen", "To Do")
+    reopen_days: float = 7.0
     # A create whose outcome is unknown is looked for by its label this long before a second one.
     create_settle_seconds: float = CREATE_SETTLE_SECONDS
     search_poll_seconds: float = SEARCH_POLL_SECONDS
@@ -36,6 +39,10 @@ class TicketingConfig:
             issue_type=settings.jira_issue_type,
             priority_names=parse_priority_map(settings.jira_priority_map),
             resolve_transition=(settings.jira_resolve_transition or "").strip() or None,
+            reopen_transitions=tuple(
+                n.strip() for n in settings.jira_reopen_transition.split(",") if n.strip()
+            ),
+            reopen_days=settings.reopen_days,
         )
 
 

@@ -5,7 +5,9 @@ logged nor put in an error message.
 """
 
 import logging
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -72,6 +74,14 @@ class CreatedIssue:
 class Transition:
     id: str
     name: str
+
+
+@dataclass(frozen=True)
+class IssueState:
+    key: str
+    status: str
+    category: str  # Jira's status category key: "new", "indeterminate" or "done"
+    category_changed: datetime | None
 
 
 class JiraClient:
@@ -158,6 +168,28 @@ class JiraClient:
             json={"transition": {"id": transition_id}},
         )
 
+    async def issue_state(self, key: str) -> IssueState:
+        """The issue's status, its category (new, indeterminate, done) and when it reached it."""
+        fields = "status,resolutiondate,statuscategorychangedate"
+        found = await self._call("GET", _issue_path(key), idempotent=True, params={"fields": fields})
+        values = found.get("fields") if isinstance(found, dict) else None
+        status = values.get("status") if isinstance(values, dict) else None
+        if not isinstance(values, dict) or not isinstance(status, dict):
+            raise JiraError(200, f"unexpected answer to an issue read: {str(found)[:200]}")
+        category = status.get("statusCategory") or {}
+        changed = values.get("statuscategorychangedate") or values.get("resolutiondate")
+        return IssueState(
+            key=str(found.get("key", key)),
+            status=str(status.get("name", "")),
+            category=str(category.get("key", "")) if isinstance(category, dict) else "",
+            category_changed=parse_jira_time(changed) if isinstance(changed, str) else None,
+        )
+
+    async def link_issues(self, link_type: str, inward: str, outward: str) -> None:
+        """`POST /issueLink`: e.g. "Relates" between two issues (Jira answers 201 with no body)."""
+        body = {"type": {"name": link_type}, "inwardIssue": {"key": inward}, "outwardIssue": {"key": outward}}
+        await self._call("POST", "/rest/api/3/issueLink", idempotent=False, json=body)
+
     async def _call(self, method: str, path: str, idempotent: bool, **kwargs: Any) -> Any:
         """One request under the retry policy. A create is resent only when Jira provably did not act
         on it (429/503, or no connection): after a lost response a resend could duplicate the issue."""
@@ -183,7 +215,7 @@ class JiraClient:
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
                 field_errors=_error_collection(response)[1],
             )
-        if response.status_code == 204:  # assignee and transitions answer with no content
+        if response.status_code == 204 or not response.content:  # assignee, transitions, issueLink
             return None
         try:
             return response.json()
@@ -192,6 +224,16 @@ class JiraClient:
             raise JiraError(
                 response.status_code, f"{self.url} did not answer like Jira (not JSON): check JIRA_URL"
             ) from None
+
+
+def parse_jira_time(text: str) -> datetime | None:
+    """Jira's `2026-11-30T10:00:00.000+0000` (no colon in the offset), or ISO 8601."""
+    cleaned = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", text.strip()).replace("Z", "+00:00")
+    try:
+        moment = datetime.fromisoformat(cleaned)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _issue_path(key: str) -> str:

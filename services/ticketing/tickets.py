@@ -16,7 +16,7 @@ from services.contracts.models import NotifyText, Priority, TicketCreated, Ticke
 from services.runtime.bus import Bus
 from services.runtime.outbound import provably_unprocessed
 from services.runtime.text import clip
-from services.ticketing import adf, comments, metrics, records
+from services.ticketing import adf, comments, lifecycle, metrics, records
 from services.ticketing.assignees import Ambiguous, Assignment, choice_question, resolve_assignee
 from services.ticketing.config import TicketingConfig
 from services.ticketing.jira import JiraClient, JiraError
@@ -85,7 +85,9 @@ async def act(
             in_reply_to=req.in_reply_to,  # final: the person answers with a new reply
         )
     try:
-        acted = await _act_on_ticket(req, bus, jira, project_key, config, assignment)
+        acted = await _on_repeat(req, bus, jira, project_key, config, assignment)
+        acted = acted or await _act_on_ticket(req, bus, jira, project_key, config, assignment)
+        acted = await _linked(req, jira, acted)
     except JiraError as exc:  # a refused search
         if exc.transient:
             raise
@@ -176,6 +178,53 @@ async def _recover(
     log.info("found %s, created by an earlier delivery of request %s", key, req.request_id)
     ticket = IncidentTicket(key=key, url=jira.browse_url(key), priority=req.priority)
     return Acted(ticket, _created(req, ticket, assignment, [assignment.note]), "recovered")
+
+
+# --- one ticket per problem (lifecycle.py) -------------------------------------------------------
+
+
+async def _on_repeat(
+    req: TicketRequested,
+    bus: Bus,
+    jira: JiraClient,
+    project_key: str,
+    config: TicketingConfig,
+    assignment: Assignment,
+) -> Acted | None:
+    """A repeat of a known problem, without a ticket of its own yet: a comment on the earlier
+    ticket while it is open, or reopened when done recently; None: the usual path (a new ticket)."""
+    if not req.related_tickets or req.new_ticket:
+        return None
+    if await records.find_incident_ticket(bus, jira, project_key, req.incident_id) is not None:
+        return None  # the incident has its ticket: a follow-up on that one
+    repeat = await lifecycle.repeat_of(req, jira, config)
+    if repeat is None or repeat.plan == "new":
+        return None
+    try:
+        done = await lifecycle.comment_or_reopen(req, jira, config, repeat)
+        if done is not None and assignment.account_id:
+            await jira.assign(repeat.key, assignment.account_id)
+    except JiraError as exc:
+        if exc.transient:
+            raise
+        raise Refused(f"Jira did not update {repeat.key}: {exc.message}") from exc
+    if done is None:
+        return None
+    note, status = done
+    ticket = IncidentTicket(key=repeat.key, url=jira.browse_url(repeat.key), priority=req.priority)
+    notes = " ".join(n for n in (note, assignment.note) if n)
+    outcome = lifecycle.repeat_outcome(req, ticket.key, ticket.url, notes, status, assignment.display_name)
+    return Acted(ticket, outcome, "commented")
+
+
+async def _linked(req: TicketRequested, jira: JiraClient, acted: Acted) -> Acted:
+    """A new ticket for a repeat of a problem whose ticket was done long ago relates to that one."""
+    if acted.action != "created" or not req.related_tickets or req.new_ticket:
+        return acted
+    repeat = lifecycle.Repeat("new", req.related_tickets[0], None)
+    note = await lifecycle.link_new(jira, acted.ticket.key, repeat)
+    joined = " ".join(n for n in (acted.outcome.note, note) if n)
+    return Acted(acted.ticket, acted.outcome.model_copy(update={"note": joined}), acted.action)
 
 
 # --- creating ----------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ DEFAULT_SCREEN_FIELDS = frozenset(
     }
 )  # fmt: skip
 _ISSUE_PATH = re.compile(r"^/rest/api/3/issue/(?P<key>[^/]+)(?P<sub>/comment|/assignee|/transitions)?$")
+# Jira Cloud's default issue link types (GET /rest/api/3/issueLinkType).
+_LINK_TYPES = ("Blocks", "Cloners", "Duplicate", "Relates")
 _NOT_AN_ADF = "Operation value must be an Atlassian Document"
 _BAD_PAYLOAD = "Invalid request payload. Refer to the REST API documentation and try again."
 _UNBOUNDED = "Unbounded JQL queries are not allowed here. Please add a search restriction to your query."
@@ -112,6 +114,7 @@ class FakeJira(FakeHTTPServer):
         self.workflow = list(workflow)
         # {"id", "key", "fields", "status", "comments"} in creation order
         self._issues: list[dict[str, Any]] = []
+        self._links: list[tuple[str, str, str]] = []
 
     @property
     def issues(self) -> list[dict[str, Any]]:
@@ -157,6 +160,8 @@ class FakeJira(FakeHTTPServer):
             return self._create_issue(req)
         if req.method == "POST" and req.path == "/rest/api/3/search/jql":
             return self._search_jql(req)
+        if req.method == "POST" and req.path == "/rest/api/3/issueLink":
+            return self._link_issues(req)
         if match := _ISSUE_PATH.match(req.path):
             return self._on_issue(req, unquote(match["key"]), match["sub"])
         return jira_errors(404, [f"No resource found for {req.method} {req.path}"])
@@ -243,6 +248,7 @@ class FakeJira(FakeHTTPServer):
                 "status": status,
                 "comments": [],
                 "searchable_at": time.monotonic() + self.search_lag_seconds,
+                "category_changed": datetime.now(UTC),
             }
         )
         return key
@@ -336,7 +342,17 @@ class FakeJira(FakeHTTPServer):
         }
 
     def _issue_json(self, issue: dict[str, Any], fields: Sequence[str] | None = None) -> dict[str, Any]:
-        all_fields = {**issue["fields"], "status": self._status_json(issue["status"])}
+        status = self._status_json(issue["status"])
+        changed = _jira_time(issue["category_changed"])
+        done = status["statusCategory"]["key"] == "done"
+        all_fields = {
+            **issue["fields"],
+            "status": status,
+            # Jira's system fields: when the status category last changed, and when it was resolved
+            # (null while unresolved; a done status sets it in Jira's default workflows).
+            "statuscategorychangedate": changed,
+            "resolutiondate": changed if done else None,
+        }
         if fields is not None:
             all_fields = {name: value for name, value in all_fields.items() if name in fields}
         return {
@@ -347,7 +363,9 @@ class FakeJira(FakeHTTPServer):
         }
 
     def _get_issue(self, req: RecordedRequest, issue: dict[str, Any]) -> Response:
-        return json_response(200, self._issue_json(issue))
+        # `fields=status,resolutiondate`: only those (Jira's comma list); none: all of them.
+        wanted = [f for value in req.query.get("fields", []) for f in value.split(",") if f]
+        return json_response(200, self._issue_json(issue, wanted or None))
 
     def _add_comment(self, req: RecordedRequest, issue: dict[str, Any]) -> Response:
         body = _json_object(req)
@@ -417,8 +435,42 @@ class FakeJira(FakeHTTPServer):
         if target is None:
             return jira_errors(400, [f"Transition id '{wanted}' is not valid for this issue."])
         with self._lock:
+            if (
+                self._status_json(issue["status"])["statusCategory"]
+                != self._status_json(target[2])["statusCategory"]
+            ):
+                issue["category_changed"] = datetime.now(UTC)
             issue["status"] = target[2]
         return 204, {}, b""
+
+    def set_status(self, key: str, status: str, changed_at: datetime) -> None:
+        """As if someone moved the issue to `status` at `changed_at` (e.g. done ten days ago)."""
+        with self._lock:
+            issue = next(i for i in self._issues if i["key"] == key)
+            issue["status"], issue["category_changed"] = status, changed_at
+
+    @property
+    def links(self) -> list[tuple[str, str, str]]:
+        """(link type, inward key, outward key) of each issue link created, in order."""
+        with self._lock:
+            return list(self._links)
+
+    def _link_issues(self, req: RecordedRequest) -> Response:
+        """`POST /rest/api/3/issueLink` (LinkIssueRequestJsonBean): 201 with no body."""
+        body = _json_object(req)
+        kind = body.get("type") if body else None
+        inward, outward = (body or {}).get("inwardIssue"), (body or {}).get("outwardIssue")
+        if not isinstance(kind, dict) or not isinstance(inward, dict) or not isinstance(outward, dict):
+            return jira_errors(400, [_BAD_PAYLOAD])
+        name = kind.get("name")
+        if name not in _LINK_TYPES:
+            return jira_errors(404, [f"No issue link type with name '{name}' found."])
+        with self._lock:
+            keys = {i["key"] for i in self._issues} | {i["id"] for i in self._issues}
+            if inward.get("key") not in keys or outward.get("key") not in keys:
+                return jira_errors(404, ["Issue does not exist or you do not have permission to see it."])
+            self._links.append((str(name), str(inward["key"]), str(outward["key"])))
+        return 201, {}, b""
 
     def _search_jql(self, req: RecordedRequest) -> Response:
         body = _json_object(req)
@@ -473,6 +525,11 @@ class FakeJira(FakeHTTPServer):
             else:
                 return f"Error in the JQL Query: this fake does not search by '{match['field']}'."
         return conditions, newest_first
+
+
+def _jira_time(moment: datetime) -> str:
+    """Jira's timestamp format: `2026-11-30T10:00:00.000+0000`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
 
 def _has_label(label: str) -> Callable[[dict[str, Any]], bool]:
