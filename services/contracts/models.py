@@ -193,6 +193,15 @@ class Diagnosis(SendDiagnosisArgs):
         description='Why the rules diagnosed rather than the model: "no model configured" or '
         '"the model at <host> failed (<reason>)"',
     )
+    model: str | None = Field(default=None, description="The model that wrote it (method model)")
+    unverified: list[str] = Field(
+        default_factory=list,
+        description="The model's claims the evidence does not show: `file:line`, quoted log lines",
+    )
+    rules_view: str | None = Field(
+        default=None,
+        description="The rules' reading, when it is strong and the model's unverified location differs",
+    )
 
     @model_validator(mode="before")
     @classmethod

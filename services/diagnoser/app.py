@@ -34,6 +34,8 @@ def wire(ctx: ServiceContext[DiagnoserSettings]) -> ServiceParts:
         token_budget=settings.token_budget,
         systems=Systems.from_settings(settings),
         flap_policy=flapping.FlapPolicy(settings.flap_count, settings.flap_window_seconds),
+        model_budget_seconds=settings.model_budget_seconds,
+        slow_notice_seconds=settings.slow_notice_seconds,
     )
     # Summaries of flapping groups once stable: nothing arrives on the bus to trigger them.
     watch_start, watch_stop = flapping.watcher(ctx.bus, diagnoser.flap_policy)

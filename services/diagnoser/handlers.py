@@ -1,6 +1,9 @@
 """The diagnoser's handlers: alert groups in, diagnoses and answers out, state in KV."""
 
+import asyncio
 import logging
+import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -8,6 +11,7 @@ from services.contracts import streams, subjects
 from services.contracts.models import (
     AlertGroup,
     Conversation,
+    Diagnosis,
     FeedbackRecord,
     HumanReplied,
     HumanTurn,
@@ -19,12 +23,19 @@ from services.contracts.models import (
 )
 from services.diagnoser import conversation as conv
 from services.diagnoser import feedback, flapping, memory, metrics, open_incidents
+from services.diagnoser.claims import unverified_claims, with_claims_checked
 from services.diagnoser.dedupe import OnePerKey
-from services.diagnoser.evidence import error_rate_of, gather_evidence, summarize
-from services.diagnoser.investigation import ModelDidNotConclude, compact, diagnose_with_model
+from services.diagnoser.evidence import Evidence, error_rate_of, gather_evidence, summarize
+from services.diagnoser.investigation import (
+    Investigation,
+    ModelDidNotConclude,
+    compact,
+    diagnose_with_model,
+)
 from services.diagnoser.model import ModelClient, ModelError, reason_of
+from services.diagnoser.notices import slow_notice
 from services.diagnoser.rules import rule_based_diagnosis
-from services.diagnoser.toolcalls import ToolCaller
+from services.diagnoser.toolcalls import INCIDENT_DEADLINE, ToolCaller
 from services.diagnoser.turns import Systems, TurnOutcome, model_turn, rules_turn
 from services.runtime.bus import Bus
 from services.runtime.timeline import timeline_of
@@ -45,8 +56,10 @@ class Diagnoser:
     max_rounds: int
     token_budget: int
     systems: Systems = field(default_factory=Systems)
-    flap_policy: flapping.FlapPolicy = field(default_factory=flapping.FlapPolicy)
     investigating: OnePerKey = field(default_factory=OnePerKey)
+    model_budget_seconds: float = 150.0
+    slow_notice_seconds: float = 0.0  # 0: no "still investigating" notice
+    flap_policy: flapping.FlapPolicy = field(default_factory=flapping.FlapPolicy)
 
     # --- alerts ---------------------------------------------------------------------
 
@@ -83,35 +96,54 @@ class Diagnoser:
 
     async def _diagnose(self, group: AlertGroup, incident_id: str, current: Conversation | None) -> None:
         log.info("investigating incident %s: %s", incident_id, group.title)
+        # One deadline for the incident: the evidence's retries and every model attempt within it.
+        started = time.monotonic()
+        deadline = started + self.model_budget_seconds
+        INCIDENT_DEADLINE.set(deadline)
         evidence = await gather_evidence(self.caller, group, incident_id)
         recalled = await memory.recall(self.bus, group, evidence, incident_id)
         evidence.memory = recalled.for_model
+        rules = rule_based_diagnosis(group, evidence)
         llm_messages: list[dict[str, Any]] = []
         tokens = 0
         diagnosis = None
         fallback_reason = NO_MODEL
+        seen_revision = current.diagnosis_revision if current else 0
         if self.model is not None:
             try:
-                investigation = await diagnose_with_model(
-                    self.model, self.caller, group, incident_id, evidence, self.max_rounds, self.token_budget
+                investigation = await self._with_slow_notice(
+                    diagnose_with_model(
+                        self.model,
+                        self.caller,
+                        group,
+                        incident_id,
+                        evidence,
+                        self.max_rounds,
+                        self.token_budget,
+                        deadline,
+                    ),
+                    group.title,
+                    incident_id,
+                    seen_revision + 1,
+                    rules,
+                    started,
                 )
                 diagnosis, llm_messages, tokens = (
-                    investigation.diagnosis,
+                    checked(investigation, evidence, rules, self.model.model),
                     investigation.messages,
                     investigation.tokens,
                 )
                 metrics.model_calls.observe(investigation.model_calls)
+                metrics.claims_unverified.inc(len(diagnosis.unverified))
             except (ModelError, ModelDidNotConclude) as exc:
                 log.warning("model failed for incident %s, using rules: %s", incident_id, exc)
                 metrics.llm_failures.labels(reason=exc.__class__.__name__).inc()
                 fallback_reason = f"the model at {self.model.host} failed ({reason_of(exc)})"
         if diagnosis is None:
-            diagnosis = rule_based_diagnosis(group, evidence)
+            diagnosis = rules
             diagnosis.fallback_reason = fallback_reason
         summary, rate = summarize(evidence), error_rate_of(evidence)
         kept_messages = compact(llm_messages)
-
-        seen_revision = current.diagnosis_revision if current else 0
 
         written: list[Conversation] = []  # what `store` last wrote: ours, if kv_update returns it
 
@@ -132,6 +164,32 @@ class Diagnoser:
             if stored.seen_before:
                 metrics.repeats.inc()
         await self._publish_diagnosis(stored)
+
+    async def _with_slow_notice(
+        self,
+        investigating: Coroutine[Any, Any, Investigation],
+        title: str,
+        incident_id: str,
+        revision: int,
+        first_look: Diagnosis,
+        started: float,
+    ) -> Investigation:
+        """The model's investigation; when it takes longer than slow_notice_seconds, the rules'
+        first look is sent meanwhile, saying that the model is still working."""
+        task = asyncio.ensure_future(investigating)
+        try:
+            if self.slow_notice_seconds > 0 and self.model is not None:
+                done, _ = await asyncio.wait({task}, timeout=self.slow_notice_seconds)
+                if not done:
+                    waited = time.monotonic() - started
+                    note = slow_notice(
+                        title, incident_id, revision, self.model.model, self.model.host, waited, first_look
+                    )
+                    await self.bus.publish_event(subjects.NOTIFY_TEXT, note, msg_id=note.notification_id)
+                    metrics.slow_notices.inc()
+            return await task
+        finally:
+            task.cancel()  # only when this handler is cancelled: a finished task ignores it
 
     async def _publish_diagnosis(self, conversation: Conversation) -> None:
         if conversation.diagnosis is None:
@@ -289,3 +347,16 @@ def incident_named(reply: HumanReplied) -> str | None:
     text (`#a1b2c3 status`); None means the newest open one."""
     explicit = (reply.incident_id or "").strip().lstrip("#")
     return explicit or incident_tag_in(reply.body)
+
+
+def checked(investigation: Investigation, evidence: Evidence, rules: Diagnosis, model: str) -> Diagnosis:
+    """The model's diagnosis with its claims checked against the evidence and every tool result
+    it read (claims.py), and the model named."""
+    seen = [
+        m["content"]
+        for m in investigation.messages
+        if m.get("role") == "tool" and isinstance(m.get("content"), str)
+    ]
+    diagnosis = investigation.diagnosis
+    unverified = unverified_claims(diagnosis, evidence, seen)
+    return with_claims_checked(diagnosis, unverified, rules).model_copy(update={"model": model})

@@ -12,13 +12,12 @@ from pydantic import ValidationError
 from services.contracts import tools
 from services.contracts.models import AlertGroup, Diagnosis, SendDiagnosisArgs
 from services.diagnoser.evidence import Evidence, result_for_model
-from services.diagnoser.model import ModelClient, ModelError
+from services.diagnoser.model import ModelClient, ModelError, diagnosis_call
 from services.diagnoser.prompts import DIAGNOSIS_SYSTEM_PROMPT, alert_message
 from services.diagnoser.toolcalls import ToolCaller, call_key
 
 log = logging.getLogger("oncall.diagnoser.model")
 
-FORCE_DIAGNOSIS = {"type": "function", "function": {"name": tools.SEND_DIAGNOSIS.name}}
 READ_TOOL_NAMES = frozenset(spec.name for spec in tools.READ_TOOLS)
 
 
@@ -95,6 +94,10 @@ class Investigation:
     tokens: int
 
 
+REPAIR_ROUNDS = 1
+ASK_TO_CONCLUDE = "Conclude now by calling send_diagnosis."
+
+
 async def diagnose_with_model(
     model: ModelClient,
     caller: ToolCaller,
@@ -103,11 +106,14 @@ async def diagnose_with_model(
     evidence: Evidence,
     max_rounds: int,
     token_budget: int,
+    deadline: float | None = None,
 ) -> Investigation:
     """Raises ModelError or ModelDidNotConclude: the caller then falls back to the rules.
 
-    The model is forced to conclude (tool_choice on send_diagnosis) in the last round, or as soon
-    as the incident's token budget is spent."""
+    The model is forced to conclude (ModelClient.conclude) in the last round, or as soon as the
+    incident's token budget is spent. A send_diagnosis with invalid or truncated arguments is
+    sent back once with the problem (a repair round); a second invalid one ends it."""
+    deadline = deadline if deadline is not None else model.deadline()
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": DIAGNOSIS_SYSTEM_PROMPT},
         {"role": "user", "content": alert_message(group, incident_id)},
@@ -116,24 +122,57 @@ async def diagnose_with_model(
     cache: dict[str, str] = {}
     offered = tools.diagnosis_tools()
     tokens = 0
-    for round_number in range(1, max_rounds + 1):
-        forced = round_number == max_rounds or tokens >= token_budget
-        reply = await model.complete(messages, offered, FORCE_DIAGNOSIS if forced else "auto")
+    calls_made = 0
+    repairs_left = REPAIR_ROUNDS
+    forced = False
+    while calls_made < max_rounds + REPAIR_ROUNDS:
+        forced = forced or calls_made + 1 >= max_rounds or tokens >= token_budget
+        if forced:
+            reply = await model.conclude(messages, offered, deadline)
+        else:
+            reply = await model.complete(messages, offered, "auto", deadline)
+        calls_made += 1
         tokens += reply.tokens
         messages.append(reply.message)
-        calls = reply.message.get("tool_calls") or []
-        final = next((c for c in calls if c["function"]["name"] == tools.SEND_DIAGNOSIS.name), None)
+        final = diagnosis_call(reply.message)
         if final is not None:
-            diagnosis = parse_diagnosis(final["function"]["arguments"])
-            return Investigation(diagnosis, messages, round_number, tokens)
+            try:
+                diagnosis = parse_diagnosis(final["function"]["arguments"])
+            except ModelError as exc:
+                if repairs_left <= 0:
+                    raise
+                repairs_left -= 1
+                forced = True
+                messages += answer_all(reply.message, {final["id"]: repair_request(exc.reason)})
+                continue
+            return Investigation(diagnosis, messages, calls_made, tokens)
         if forced:
             break
+        calls = reply.message.get("tool_calls") or []
         if not calls:
             # Text instead of a tool call: ask once more for the structured answer.
-            messages.append({"role": "user", "content": "Conclude now by calling send_diagnosis."})
+            messages.append({"role": "user", "content": ASK_TO_CONCLUDE})
             continue
         messages += await run_read_tools(caller, calls, READ_TOOL_NAMES, cache, incident_id)
-    raise ModelDidNotConclude(f"no diagnosis after {round_number} rounds and {tokens} tokens")
+    raise ModelDidNotConclude(f"no diagnosis after {calls_made} model calls and {tokens} tokens")
+
+
+def repair_request(problem: str) -> str:
+    return json.dumps(
+        {"error": f"{problem}. Call send_diagnosis again with complete, valid JSON arguments; keep it short."}
+    )
+
+
+def answer_all(message: dict[str, Any], answers: dict[str, str]) -> list[dict[str, Any]]:
+    """A tool message for every call of `message` (the API wants each answered), in order."""
+    return [
+        {
+            "role": "tool",
+            "tool_call_id": c["id"],
+            "content": answers.get(c["id"], json.dumps({"skipped": True})),
+        }
+        for c in message.get("tool_calls") or []
+    ]
 
 
 def compact(messages: list[dict[str, Any]], keep_last: int = 6, max_chars: int = 600) -> list[dict[str, Any]]:
@@ -152,9 +191,18 @@ def compact(messages: list[dict[str, Any]], keep_last: int = 6, max_chars: int =
 
 def parse_diagnosis(arguments: str) -> Diagnosis:
     try:
-        args = SendDiagnosisArgs.model_validate_json(arguments or "{}")
+        args = SendDiagnosisArgs.model_validate_json(unfenced(arguments) or "{}")
     except ValidationError as exc:
         problem = exc.errors()[0]["msg"]
         reason = f"invalid diagnosis: {problem}"
         raise ModelError(f"invalid send_diagnosis arguments: {problem}", reason) from exc
     return Diagnosis(**args.model_dump(), method="model")
+
+
+def unfenced(text: str | None) -> str:
+    """JSON a model wrapped in a Markdown fence (```json ... ```), without the fence."""
+    stripped = (text or "").strip()
+    if stripped.startswith("```"):
+        stripped = stripped.split("\n", 1)[1] if "\n" in stripped else ""
+        stripped = stripped.rsplit("```", 1)[0]
+    return stripped.strip()

@@ -31,3 +31,13 @@ flaps = Counter(
     ["action"],
     registry=REGISTRY,
 )
+claims_unverified = Counter(
+    "oncall_claims_unverified_total",
+    "Claims of model diagnoses (file:line, quoted log lines) not found in the evidence",
+    registry=REGISTRY,
+)
+slow_notices = Counter(
+    "oncall_slow_notices_total",
+    "'Still investigating' notices sent while a slow model worked",
+    registry=REGISTRY,
+)

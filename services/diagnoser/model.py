@@ -1,15 +1,25 @@
 """The one client of the model: OpenAI chat completions (any OpenAI-compatible server)."""
 
+import asyncio
+import logging
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import openai
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletion
 
+from services.contracts import tools
+from services.diagnoser.context import fit_to_context
 from services.diagnoser.settings import DiagnoserSettings
+from services.diagnoser.textcalls import calls_in_text
+from services.runtime.outbound import is_transient, parse_retry_after
 from services.runtime.redaction import redact_model_message
 from services.runtime.text import clip
+
+log = logging.getLogger("oncall.diagnoser.model")
 
 DEFAULT_HOST = "api.openai.com"  # the SDK's default base URL when OPENAI_BASE_URL is unset
 MAX_REASON_CHARS = 160
@@ -58,6 +68,47 @@ def failure_reason(exc: openai.OpenAIError, timeout_seconds: float) -> str:
 class ModelReply:
     message: dict[str, Any]  # the assistant message as a plain dict (stored in KV)
     tokens: int  # prompt + completion tokens the server counted
+    prompt_tokens: int = 0
+    cut_chars: int = 0  # tool output left out of the request to fit the context
+
+
+# How the server is made to conclude with send_diagnosis, in the order tried. "required": only
+# send_diagnosis offered, tool_choice "required" (llama.cpp ignores tool_choice naming a function
+# and treats it as "auto"); "json_schema": no tools, response_format with the diagnosis's schema;
+# "named": tool_choice naming the function (OpenAI's way).
+ForceMode = Literal["required", "json_schema", "named"]
+FORCE_MODES: tuple[ForceMode, ...] = ("required", "json_schema", "named")
+# The retries after a failed attempt (timeout, connection, 429, 5xx), within the deadline.
+RETRIES = 2
+FIRST_RETRY_WAIT_SECONDS = 0.5
+# An attempt is not started with less time than this left: it could not finish.
+MIN_ATTEMPT_SECONDS = 1.0
+
+
+def retry_wait(exc: openai.OpenAIError, retry: int) -> float:
+    """Seconds before retry number `retry` (1, 2, ...): the server's Retry-After, else doubling."""
+    if isinstance(exc, openai.APIStatusError):
+        announced = parse_retry_after(exc.response.headers.get("retry-after"))
+        if announced is not None:
+            return announced
+    return float(FIRST_RETRY_WAIT_SECONDS * 2 ** (retry - 1))
+
+
+def transient(exc: openai.OpenAIError) -> bool:
+    if isinstance(exc, openai.APIConnectionError):  # timeouts included
+        return True
+    return isinstance(exc, openai.APIStatusError) and is_transient(exc.status_code)
+
+
+def refused_request(exc: Exception) -> bool:
+    """The server refused the request's shape (400, 422, 501): a parameter it does not support."""
+    cause = exc.__cause__ if isinstance(exc, ModelError) else exc
+    return isinstance(cause, openai.APIStatusError) and cause.status_code in (400, 422, 501)
+
+
+def send_diagnosis_schema() -> dict[str, Any]:
+    schema = tools.openai_tool(tools.SEND_DIAGNOSIS)["function"]["parameters"]
+    return {"type": "json_schema", "json_schema": {"name": tools.SEND_DIAGNOSIS.name, "schema": schema}}
 
 
 class ModelClient:
@@ -65,27 +116,44 @@ class ModelClient:
         assert settings.openai_api_key is not None
         self.model = settings.openai_model
         self.host = host_of(settings.openai_base_url)
+        self.budget_seconds = settings.model_budget_seconds
+        self.context_tokens = settings.model_context_tokens
+        self.max_output_tokens = settings.model_max_output_tokens
+        # What this server honours to force the conclusion, once known (learnt at the first
+        # forced step, kept for the process's life).
+        self.force_mode: ForceMode | None = None
         self._timeout = settings.openai_timeout_seconds
         self._client = AsyncOpenAI(
             api_key=settings.openai_api_key.get_secret_value(),
             base_url=settings.openai_base_url,
             timeout=settings.openai_timeout_seconds,
-            max_retries=2,
+            max_retries=0,  # retried here, within the incident's deadline
         )
 
+    def deadline(self) -> float:
+        """The monotonic time by which the model's part of an incident (or a turn) must be over."""
+        return time.monotonic() + self.budget_seconds
+
     async def complete(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], tool_choice: Any = "auto"
+        self,
+        messages: list[dict[str, Any]],
+        offered: list[dict[str, Any]],
+        tool_choice: Any = "auto",
+        deadline: float | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> ModelReply:
-        try:
-            response = await self._client.chat.completions.create(
-                model=self.model,
-                messages=messages,  # type: ignore[arg-type]
-                tools=tools,  # type: ignore[arg-type]
-                tool_choice=tool_choice,
-                temperature=0.1,
-            )
-        except openai.OpenAIError as exc:
-            raise ModelError(f"{exc.__class__.__name__}: {exc}", failure_reason(exc, self._timeout)) from exc
+        """One answer of the model, fitted to its context; calls it wrote as text in `content` are
+        read as tool calls. Raises ModelError when no attempt succeeded before `deadline`."""
+        deadline = deadline if deadline is not None else self.deadline()
+        fitted = fit_to_context(messages, offered or None, self.context_tokens, self.max_output_tokens)
+        if fitted.cut_chars:
+            log.info("request cut by %d characters to fit %d tokens", fitted.cut_chars, self.context_tokens)
+        extra: dict[str, Any] = {}
+        if offered:
+            extra |= {"tools": offered, "tool_choice": tool_choice}
+        if response_format is not None:
+            extra["response_format"] = response_format
+        response = await self._attempts(fitted.messages, fitted.max_tokens, extra, deadline)
         if not response.choices:
             raise ModelError("the model returned no choices", "it returned no choices")
         message = response.choices[0].message
@@ -100,11 +168,105 @@ class ModelClient:
                 for call in message.tool_calls
                 if call.type == "function"
             ]
+        else:
+            names = {t["function"]["name"] for t in offered}
+            if written := calls_in_text(message.content, names):
+                result = {"role": "assistant", "content": None, "tool_calls": written}
         # Redacted here, where every answer of the model enters: it quotes the logs it read, and what
         # it writes reaches WhatsApp, Jira and our logs (issue 15, defect 6).
         result = redact_model_message(result)
-        tokens = response.usage.total_tokens if response.usage else 0
-        return ModelReply(result, tokens)
+        usage = response.usage
+        tokens = usage.total_tokens if usage else 0
+        return ModelReply(result, tokens, usage.prompt_tokens if usage else 0, fitted.cut_chars)
+
+    async def _attempts(
+        self, messages: list[dict[str, Any]], max_tokens: int, extra: dict[str, Any], deadline: float
+    ) -> ChatCompletion:
+        """The request, retried after transient failures; no attempt outlives `deadline`."""
+        retry = 0
+        while True:
+            left = deadline - time.monotonic()
+            if left < MIN_ATTEMPT_SECONDS:
+                spent = f"the model's time budget of {self.budget_seconds:g} s was spent"
+                raise ModelError(spent, spent)
+            timeout = min(self._timeout, left)
+            try:
+                return await self._client.chat.completions.create(
+                    model=self.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    temperature=0.1,
+                    max_tokens=max_tokens,
+                    timeout=timeout,
+                    **extra,
+                )
+            except openai.OpenAIError as exc:
+                retry += 1
+                wait = retry_wait(exc, retry)
+                if (
+                    not transient(exc)
+                    or retry > RETRIES
+                    or time.monotonic() + wait + MIN_ATTEMPT_SECONDS > deadline
+                ):
+                    raise ModelError(
+                        f"{exc.__class__.__name__}: {exc}", failure_reason(exc, timeout)
+                    ) from exc
+                log.warning("model request failed (%s); retrying in %.1fs", exc.__class__.__name__, wait)
+                await asyncio.sleep(wait)
+
+    async def conclude(
+        self, messages: list[dict[str, Any]], offered: list[dict[str, Any]], deadline: float
+    ) -> ModelReply:
+        """The model's forced last answer: a send_diagnosis call, by whichever way this server
+        honours (tried in FORCE_MODES order until one gives the call, then remembered). The reply
+        may still hold no call when none works; the caller then falls back."""
+        modes = (self.force_mode,) if self.force_mode else FORCE_MODES
+        reply: ModelReply | None = None
+        for mode in modes:
+            try:
+                reply = await self._forced(mode, messages, offered, deadline)
+            except ModelError as exc:
+                if self.force_mode is None and refused_request(exc):
+                    log.info("the model's server refused forcing by %s: %s", mode, exc.reason)
+                    continue
+                raise
+            if diagnosis_call(reply.message) is not None:
+                if self.force_mode != mode:
+                    log.info("the model at %s concludes when forced by %s", self.host, mode)
+                self.force_mode = mode
+                return reply
+        if reply is None:
+            raise ModelError("the server refused every way of forcing the conclusion", "it cannot be forced")
+        return reply
+
+    async def _forced(
+        self, mode: ForceMode, messages: list[dict[str, Any]], offered: list[dict[str, Any]], deadline: float
+    ) -> ModelReply:
+        final = [tools.openai_tool(tools.SEND_DIAGNOSIS)]
+        if mode == "required":
+            return await self.complete(messages, final, "required", deadline)
+        if mode == "named":
+            return await self.complete(messages, offered, FORCE_DIAGNOSIS, deadline)
+        reply = await self.complete(messages, [], deadline=deadline, response_format=send_diagnosis_schema())
+        content = reply.message.get("content")
+        if not content or diagnosis_call(reply.message) is not None:
+            return reply  # nothing written, or the call came as a call after all
+        # The schema's answer is the call's arguments: carried on as the call they stand for.
+        call = {
+            "id": "schema_call",
+            "type": "function",
+            "function": {"name": "send_diagnosis", "arguments": content},
+        }
+        reply.message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        return reply
 
     async def close(self) -> None:
         await self._client.close()
+
+
+FORCE_DIAGNOSIS = {"type": "function", "function": {"name": tools.SEND_DIAGNOSIS.name}}
+
+
+def diagnosis_call(message: dict[str, Any]) -> dict[str, Any] | None:
+    """The send_diagnosis call of an assistant message, if it has one."""
+    calls = message.get("tool_calls") or []
+    return next((c for c in calls if c["function"]["name"] == tools.SEND_DIAGNOSIS.name), None)

@@ -23,6 +23,16 @@ class DiagnoserSettings(JiraSite, AlertmanagerApi, ToolDeadline):
     flap_window_seconds: Annotated[float, BeforeValidator(parse_window)] = Field(
         default=3600.0, alias="ONCALL_FLAP_WINDOW"
     )
+    # What the model's server holds (prompt + answer): every request is cut to fit it. 128k is
+    # OpenAI's gpt-4o; a small local model is typically served with 4,096-32,768.
+    model_context_tokens: int = Field(default=128_000, ge=2_048, alias="ONCALL_MODEL_CONTEXT_TOKENS")
+    model_max_output_tokens: int = Field(default=1_024, ge=128, alias="ONCALL_MODEL_MAX_OUTPUT_TOKENS")
+    # The model's share of one incident (or one human turn), every attempt and retry included:
+    # a hanging model delays the page by at most this, then the rules answer.
+    model_budget_seconds: float = Field(default=150.0, gt=0, alias="ONCALL_MODEL_BUDGET_SECONDS")
+    # After this long without the model's diagnosis, the rules' first look is sent with a note
+    # that the model is still working; 0 turns the notice off.
+    slow_notice_seconds: float = Field(default=20.0, ge=0, alias="ONCALL_SLOW_NOTICE_SECONDS")
 
     @field_validator("openai_base_url")
     @classmethod

@@ -2,6 +2,8 @@
 
 import json
 import logging
+import time
+from contextvars import ContextVar
 from typing import Any
 
 import nats.errors
@@ -13,6 +15,10 @@ from services.contracts.models import ToolRequest, ToolResult
 
 log = logging.getLogger("oncall.diagnoser.tools")
 
+# The monotonic time by which the current incident's investigation should be over (set by the
+# handler for the task working on it; None: no retries).
+INCIDENT_DEADLINE: ContextVar[float | None] = ContextVar("incident_deadline", default=None)
+
 
 class ToolCaller:
     def __init__(self, broker: NatsBroker, timeout_seconds: float):
@@ -20,6 +26,18 @@ class ToolCaller:
         self._timeout = timeout_seconds
 
     async def call(self, tool: str, args: dict[str, Any], incident_id: str | None = None) -> ToolResult:
+        """The tool's result. A call that timed out is asked once more when the incident's
+        deadline (INCIDENT_DEADLINE) leaves room for it: the tools replica that took it may have
+        died, and another one answers."""
+        result = await self._once(tool, args, incident_id)
+        deadline = INCIDENT_DEADLINE.get()
+        timed_out = result.error is not None and result.error.kind == "timeout"
+        if timed_out and deadline is not None and time.monotonic() + self._timeout <= deadline:
+            log.warning("%s timed out; asking again", tool)
+            result = await self._once(tool, args, incident_id)
+        return result
+
+    async def _once(self, tool: str, args: dict[str, Any], incident_id: str | None) -> ToolResult:
         request = ToolRequest(args=args, incident_id=incident_id)
         try:
             reply = await self._broker.request(

@@ -234,8 +234,9 @@ async def model_turn(
     offered = tools.human_turn_tools()
     cache: dict[str, str] = {}
     outcome = TurnOutcome()
+    deadline = model.deadline()  # the turn's model time, every round and retry included
     for _ in range(MAX_TURN_ROUNDS):
-        message = (await model.complete(messages, offered)).message
+        message = (await model.complete(messages, offered, "auto", deadline)).message
         messages.append(message)
         calls = message.get("tool_calls") or []
         if not calls:

@@ -70,10 +70,18 @@ def format_diagnosis(event: IncidentDiagnosed) -> str:
     if steps:
         lines += ["", "*Next steps:*", *(f"- {clip(s, MAX_LIST_ITEM_CHARS)}" for s in steps)]
 
+    if d.unverified:
+        shown = ", ".join(clip(_one_line(c), MAX_EVIDENCE_CHARS) for c in d.unverified[:MAX_EVIDENCE_LINES])
+        lines += ["", f"⚠️ *Not found in the evidence (unverified):* {shown}"]
+    if d.rules_view:
+        lines += ["", "*The evidence read by the rules says otherwise:*", clip(d.rules_view, MAX_FIELD_CHARS)]
+
     notes = []
     if d.method == "rules":
         why = f": {clip(_one_line(d.fallback_reason), MAX_LIST_ITEM_CHARS)}" if d.fallback_reason else ""
         notes.append(f"_Rule-based diagnosis{why}_")
+    elif d.model:
+        notes.append(f"_Diagnosis by the model {_one_line(d.model)}, confidence {d.confidence:.0%}_")
     if event.truncated_alerts > 0:
         notes.append(
             f"⚠️ Alertmanager left out {event.truncated_alerts} more alert(s) of this group; "

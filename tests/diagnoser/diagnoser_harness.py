@@ -11,6 +11,7 @@ import nats
 import pytest_asyncio
 from fakes import FakeOpenAI
 from nats.aio.client import Client
+from pydantic import SecretStr
 from support.fixture_files import ALERTMANAGER_FIXTURES
 
 from services.contracts import subjects
@@ -56,6 +57,8 @@ class ToolsStub:
 
     answers: dict[str, Answer] = field(default_factory=dict)
     delay: float = 0.0
+    # Per tool, the delays of its next calls (then `delay`): a replica that hangs once.
+    delays: dict[str, list[float]] = field(default_factory=dict)
     calls: list[ToolCall] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
@@ -76,7 +79,8 @@ class ToolsStub:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            await asyncio.sleep(self.delay)
+            pending = self.delays.get(tool)
+            await asyncio.sleep(pending.pop(0) if pending else self.delay)
             answer = self.answers.get(tool, NOTHING.get(tool, {}))
             if callable(answer):
                 answer = answer(request.args)
@@ -103,15 +107,19 @@ class Harness:
         max_rounds: int = 6,
         token_budget: int = 60_000,
         openai_timeout: float = 10.0,
+        **settings: Any,
     ) -> Diagnoser:
+        """`settings`: more of the diagnoser's, by variable name (ONCALL_SLOW_NOTICE_SECONDS=...)."""
+        values = DiagnoserSettings(ONCALL_OPENAI_TIMEOUT_SECONDS=openai_timeout, **settings)
         client = None
         if model is not None:
             client = ModelClient(
-                DiagnoserSettings(
-                    OPENAI_API_KEY=model.api_key,
-                    OPENAI_BASE_URL=model.url + "/v1",
-                    OPENAI_MODEL="gpt-test",
-                    ONCALL_OPENAI_TIMEOUT_SECONDS=openai_timeout,
+                values.model_copy(
+                    update={
+                        "openai_api_key": SecretStr(model.api_key),
+                        "openai_base_url": model.url + "/v1",
+                        "openai_model": "gpt-test",
+                    }
                 )
             )
         return Diagnoser(
@@ -120,6 +128,8 @@ class Harness:
             model=client,
             max_rounds=max_rounds,
             token_budget=token_budget,
+            model_budget_seconds=values.model_budget_seconds,
+            slow_notice_seconds=values.slow_notice_seconds if "ONCALL_SLOW_NOTICE_SECONDS" in settings else 0,
         )
 
     async def published(self, subject: str, wait: float = 0.5) -> list[dict[str, Any]]:

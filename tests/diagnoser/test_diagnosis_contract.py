@@ -25,9 +25,18 @@ ARGS = {
 def test_a_diagnosis_is_the_send_diagnosis_arguments_and_how_it_was_made() -> None:
     assert tools.SEND_DIAGNOSIS.args_model is SendDiagnosisArgs
     assert issubclass(Diagnosis, SendDiagnosisArgs)
-    assert set(Diagnosis.model_fields) - set(SendDiagnosisArgs.model_fields) == {"method", "fallback_reason"}
+    # How it was made: by the model (which one, and its claims the evidence does not show) or the rules.
+    made = {"method", "fallback_reason", "model", "unverified", "rules_view"}
+    assert set(Diagnosis.model_fields) - set(SendDiagnosisArgs.model_fields) == made
     diagnosis = parse_diagnosis(json.dumps(ARGS))
-    assert diagnosis.model_dump() == {**ARGS, "method": "model", "fallback_reason": None}
+    assert diagnosis.model_dump() == {
+        **ARGS,
+        "method": "model",
+        "fallback_reason": None,
+        "model": None,
+        "unverified": [],
+        "rules_view": None,
+    }
 
 
 def test_the_model_must_give_what_a_rule_based_diagnosis_may_leave_out() -> None:

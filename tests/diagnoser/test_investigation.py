@@ -154,9 +154,15 @@ async def test_a_model_that_never_concludes_is_forced_then_replaced_by_rules(har
     with FakeOpenAI([{"tool_calls": [tool_call("fetch_logs", {"service": "checkout"})]}]) as model:
         await harness.diagnoser(model, max_rounds=3).on_alert_firing(alert_group(incident_id="inv004"))
         requests = model.chat_requests
-    assert len(requests) == 3
-    assert requests[-1]["tool_choice"] == {"type": "function", "function": {"name": "send_diagnosis"}}
-    assert all(r["tool_choice"] == "auto" for r in requests[:-1])
+    # Two free rounds, then each way of forcing the conclusion once: only send_diagnosis offered
+    # with tool_choice "required", the diagnosis's JSON schema, tool_choice naming the function.
+    assert len(requests) == 5
+    assert all(r["tool_choice"] == "auto" for r in requests[:2])
+    required, schema, named = requests[2:]
+    assert required["tool_choice"] == "required"
+    assert [t["function"]["name"] for t in required["tools"]] == ["send_diagnosis"]
+    assert schema["response_format"]["type"] == "json_schema" and "tools" not in schema
+    assert named["tool_choice"] == {"type": "function", "function": {"name": "send_diagnosis"}}
     # The repeated identical call was answered from the first result, not asked again.
     assert harness.tools.names().count("fetch_logs") == 2  # evidence + the model's first (cached after)
     (event,) = await diagnosed(harness)
@@ -198,7 +204,8 @@ async def test_the_token_budget_forces_the_conclusion(harness: Harness) -> None:
         await harness.diagnoser(model, token_budget=1_000).on_alert_firing(alert_group(incident_id="inv009"))
         usage_first = model.chat_requests
     assert len(usage_first) == 2
-    assert usage_first[1]["tool_choice"] == {"type": "function", "function": {"name": "send_diagnosis"}}
+    assert usage_first[1]["tool_choice"] == "required"
+    assert [t["function"]["name"] for t in usage_first[1]["tools"]] == ["send_diagnosis"]
 
 
 async def test_instructions_inside_logs_never_become_actions(harness: Harness) -> None:

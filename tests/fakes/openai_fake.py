@@ -23,8 +23,8 @@ class ErrorStep:
     retry_after: float | None = None
 
 
-# A step is an assistant-message dict, an error, or a callable computing a dict from the request JSON.
-Step = dict[str, Any] | ErrorStep | Callable[[dict[str, Any]], dict[str, Any]]
+# A step is an assistant-message dict, an error, or a callable computing either from the request JSON.
+Step = dict[str, Any] | ErrorStep | Callable[[dict[str, Any]], "dict[str, Any] | ErrorStep"]
 
 
 def tool_call(name: str, arguments: dict[str, Any] | str, call_id: str | None = None) -> dict[str, Any]:
@@ -141,11 +141,11 @@ class FakeOpenAI(FakeHTTPServer):
             return json_response(400, _error_body(400, message, param))
 
         step = self._take_step()
+        if callable(step):
+            step = step(body)
         if isinstance(step, ErrorStep):
             headers = {} if step.retry_after is None else {"Retry-After": f"{step.retry_after:g}"}
             return json_response(step.status, _error_body(step.status, step.message), headers)
-        if callable(step):
-            step = step(body)
         return json_response(
             200, self._completion(body["model"], step, body["messages"]), {"x-request-id": uuid.uuid4().hex}
         )
