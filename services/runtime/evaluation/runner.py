@@ -71,7 +71,14 @@ PRODUCT_PREFIXES = (
     "CODE_DIR",
     "ALERTMANAGER_",
 )
-MODEL_SETTINGS = ("ONCALL_MAX_ROUNDS", "ONCALL_TOKEN_BUDGET", "ONCALL_OPENAI_TIMEOUT_SECONDS")
+MODEL_SETTINGS = (
+    "ONCALL_MAX_ROUNDS",
+    "ONCALL_TOKEN_BUDGET",
+    "ONCALL_OPENAI_TIMEOUT_SECONDS",
+    "ONCALL_MODEL_CONTEXT_TOKENS",
+    "ONCALL_MODEL_MAX_OUTPUT_TOKENS",
+    "ONCALL_MODEL_BUDGET_SECONDS",
+)
 
 _TAG = re.compile(r"#([0-9a-f]{6})\b")
 _PART = re.compile(r"\((\d+)/(\d+)\)(?:\s+#[0-9a-f]{6})?\s*$")
@@ -91,6 +98,7 @@ class Result:
     tokens: int | None = None
     model_calls: int = 0
     prompt_tokens: int = 0
+    unverified: int = 0  # the model's claims the evidence does not show (file:line, quoted lines)
     seconds: float | None = None
     why: str = ""
     missing: list[str] = field(default_factory=list)
@@ -131,6 +139,8 @@ def product_environment(backend_url: str, code_dir: Path, token: str, model: boo
             "PROM_URL": f"{backend_url}/prom",
             "CODE_DIR": str(code_dir),
             "ONCALL_LOG_LEVEL": "WARNING",
+            # The diagnosis is what is scored: no "still investigating" message before it.
+            "ONCALL_SLOW_NOTICE_SECONDS": "0",
         }
     )
     if model:
@@ -390,6 +400,8 @@ async def run_one(
     confidence = diagnosis.get("confidence")
     result.confidence = float(confidence) if isinstance(confidence, int | float) else None
     result.method = diagnosis.get("method")
+    unverified = diagnosis.get("unverified")
+    result.unverified = len(unverified) if isinstance(unverified, list) else 0
     if message is not None:
         judged = score(message[1], expect, result.confidence)
         result.passed = judged.passed
@@ -423,7 +435,7 @@ class Table:
         ("tokens", 6),
         ("secs", 5),
     )
-    MODEL_COLUMNS: Sequence[tuple[str, int]] = (("calls", 5), ("prompt", 7))
+    MODEL_COLUMNS: Sequence[tuple[str, int]] = (("calls", 5), ("prompt", 7), ("unver", 5))
 
     def __init__(self, model: bool, out: Callable[[str], None]) -> None:
         self.columns = [*self.COLUMNS, *(self.MODEL_COLUMNS if model else ())]
@@ -433,7 +445,7 @@ class Table:
         parts = []
         for (name, width), cell in zip(self.columns, cells, strict=True):
             text = clip(cell, width)
-            numeric = name in ("tokens", "secs", "calls", "prompt")
+            numeric = name in ("tokens", "secs", "calls", "prompt", "unver")
             parts.append(text.rjust(width) if numeric else text.ljust(width))
         return "  ".join(parts).rstrip()
 
@@ -453,6 +465,7 @@ class Table:
             "" if result.seconds is None else f"{result.seconds:.1f}",
             str(result.model_calls),
             str(result.prompt_tokens),
+            str(result.unverified),
         ]
         self.out(self._line(cells[: len(self.columns)]))
 
@@ -480,6 +493,8 @@ def summary(results: Sequence[Result], model: bool) -> dict[str, Any]:
         figures["model_calls_per_incident"] = round(statistics.mean(r.model_calls for r in results), 2)
         figures["prompt_tokens_per_incident"] = round(statistics.mean(r.prompt_tokens for r in results))
         figures["fell_back_to_rules"] = sum(r.method == "rules" for r in results)
+        figures["claims_unverified"] = sum(r.unverified for r in results)
+        figures["seconds_per_incident"] = round(statistics.mean(seconds), 1) if seconds else None
     return figures
 
 
@@ -494,7 +509,8 @@ def totals_text(figures: dict[str, Any]) -> list[str]:
     if figures["mode"] == "model":
         lines.append(
             f"model: {figures['model_calls_per_incident']} calls and {figures['prompt_tokens_per_incident']} "
-            f"prompt tokens per incident; {figures['fell_back_to_rules']} fell back to the rules"
+            f"prompt tokens per incident; {figures['fell_back_to_rules']} fell back to the rules; "
+            f"claims unverified {figures.get('claims_unverified', 0)}"
         )
     return lines
 
