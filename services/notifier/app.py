@@ -14,7 +14,7 @@ from services.contracts.models import (
     TicketFailed,
 )
 from services.notifier.console import ConsoleChannel
-from services.notifier.delivery import Channel
+from services.notifier.delivery import SEND_LEASE_SECONDS, Channel
 from services.notifier.inbound import make_webhook
 from services.notifier.notifications import Notifier
 from services.notifier.settings import NotifierSettings
@@ -43,7 +43,9 @@ def wire(ctx: ServiceContext[NotifierSettings]) -> ServiceParts:
         if not settings.twilio_template_sid:
             log.warning("TWILIO_TEMPLATE_SID is unset: people silent for 24 hours cannot be reached")
 
-    notifier = Notifier(ctx.bus, channel, settings.user_whatsapp_numbers, console_mode)
+    # A silent sender is given up on after as long as a silent consumer (ONCALL_ACK_WAIT_SECONDS).
+    lease = ctx.bus.ack_wait_seconds or SEND_LEASE_SECONDS
+    notifier = Notifier(ctx.bus, channel, settings.user_whatsapp_numbers, console_mode, lease)
     router = ServiceRouter(ctx.bus, ctx.service)
     router.publishes(subjects.HUMAN_REPLIED, HumanReplied)
 

@@ -33,6 +33,8 @@ CONSOLE_RECIPIENT: Final = "console"
 # A send lease nobody renewed for this long was abandoned (its holder renews it every quarter of
 # it while sending, however long Twilio takes): longer than Twilio needs to act on a request
 # already received, so the message the dead holder sent is in Twilio's list when it is asked.
+# ONCALL_ACK_WAIT_SECONDS replaces it, as it replaces the consumers' ack wait: both say how long
+# a silent worker is taken to be dead.
 SEND_LEASE_SECONDS: Final = 30.0
 # Twilio: "outside the allowed window", the person has not written to us for 24 hours.
 WINDOW_CLOSED: Final = 63016

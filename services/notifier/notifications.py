@@ -15,7 +15,7 @@ from services.contracts.models import (
     TicketFailed,
 )
 from services.notifier import messages, records
-from services.notifier.delivery import Channel, Notification, deliver, recipients
+from services.notifier.delivery import SEND_LEASE_SECONDS, Channel, Notification, deliver, recipients
 from services.runtime.bus import Bus
 
 
@@ -73,11 +73,19 @@ def ticket_failed_notification(event: TicketFailed) -> Notification:
 class Notifier:
     """The consumers' side: each bus event becomes one notification, delivered."""
 
-    def __init__(self, bus: Bus, channel: Channel, on_call: Sequence[str], console_mode: bool):
+    def __init__(
+        self,
+        bus: Bus,
+        channel: Channel,
+        on_call: Sequence[str],
+        console_mode: bool,
+        lease_seconds: float = SEND_LEASE_SECONDS,
+    ):
         self._bus = bus
         self._channel = channel
         self._on_call = list(on_call)
         self._console_mode = console_mode
+        self._lease_seconds = lease_seconds
 
     async def on_diagnosed(self, event: IncidentDiagnosed) -> None:
         await self._send(diagnosis_notification(event))
@@ -97,4 +105,4 @@ class Notifier:
 
     async def _send(self, note: Notification) -> None:
         to = recipients(self._on_call, self._console_mode, note.requested_recipients)
-        await deliver(self._bus, self._channel, to, note)
+        await deliver(self._bus, self._channel, to, note, lease_seconds=self._lease_seconds)

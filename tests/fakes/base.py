@@ -7,6 +7,7 @@ import base64
 import binascii
 import email.utils
 import json
+import sys
 import threading
 import time
 import traceback
@@ -101,6 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
             body=self._read_body(),
         )
         req.started_at = time.monotonic()
+        fake._arrive(req)
         if fake.delay_seconds > 0:
             time.sleep(fake.delay_seconds)
         try:
@@ -153,6 +155,12 @@ class _Server(ThreadingHTTPServer):
         self.fake = fake
         super().__init__(("127.0.0.1", 0), _Handler)  # port 0: the OS picks a free port
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (a timeout, a killed process) is what fault tests do on purpose.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 class FakeHTTPServer:
     """Base for vendor fakes: subclasses implement `handle`; use as a context manager or start()/stop()."""
@@ -160,6 +168,7 @@ class FakeHTTPServer:
     def __init__(self, delay_seconds: float = 0.0) -> None:
         self.delay_seconds = delay_seconds
         self._requests: list[RecordedRequest] = []
+        self._arrivals: list[RecordedRequest] = []  # on arrival, before any delay or answer
         self._lock = threading.Lock()
         self._injected: list[_Injected] = []
         self._server: _Server | None = None
@@ -172,6 +181,17 @@ class FakeHTTPServer:
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
             return list(self._requests)
+
+    @property
+    def arrivals(self) -> list[RecordedRequest]:
+        """Requests as they arrived, before the fake's delay and answer: what a client has sent
+        and may still be waiting on (`requests` lists them once answered)."""
+        with self._lock:
+            return list(self._arrivals)
+
+    def _arrive(self, req: RecordedRequest) -> None:
+        with self._lock:
+            self._arrivals.append(req)
 
     def _inject(self, response: Response, times: int) -> None:
         with self._lock:

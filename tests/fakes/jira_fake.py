@@ -103,6 +103,8 @@ class FakeJira(FakeHTTPServer):
         # A slow create: the issue exists at once (the write is done) but the answer comes this
         # much later, past a client's timeout if longer than it.
         self.create_answer_seconds = create_answer_seconds
+        # How many more creates are answered that late; None: every one.
+        self.slow_creates: int | None = None
         self.email = email
         self.api_token = api_token
         self.project_key = project_key
@@ -230,11 +232,19 @@ class FakeJira(FakeHTTPServer):
         with self._lock:
             key = self._store(fields, "To Do")
             issue_id = self._issues[-1]["id"]
-        if self.create_answer_seconds > 0:
+        if self._take_slow():
             time.sleep(self.create_answer_seconds)
         return json_response(
             201, {"id": issue_id, "key": key, "self": f"{self.url}/rest/api/3/issue/{issue_id}"}
         )
+
+    def _take_slow(self) -> bool:
+        with self._lock:
+            if self.create_answer_seconds <= 0 or self.slow_creates == 0:
+                return False
+            if self.slow_creates is not None:
+                self.slow_creates -= 1
+            return True
 
     def _store(self, fields: dict[str, Any], status: str) -> str:
         """Append an issue; the caller holds the lock."""

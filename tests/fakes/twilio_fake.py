@@ -53,6 +53,8 @@ class FakeTwilio(FakeHTTPServer):
         # A slow send: the message is created (and sent) at once, the answer comes this much
         # later, past a client's timeout if longer than it.
         self.create_answer_seconds = create_answer_seconds
+        # How many more creates are answered that late; None: every one.
+        self.slow_creates: int | None = None
         self._messages: list[dict[str, str]] = []
         self._sent_at: dict[str, datetime] = {}  # sid -> date_sent (sent at once: WhatsApp is quick)
 
@@ -93,9 +95,17 @@ class FakeTwilio(FakeHTTPServer):
         with self._lock:
             self._messages.append({**fields, "sid": sid})
             self._sent_at[sid] = datetime.now(UTC)
-        if self.create_answer_seconds > 0:
+        if self._take_slow():
             time.sleep(self.create_answer_seconds)
         return json_response(201, self._resource(sid, fields, media_count))
+
+    def _take_slow(self) -> bool:
+        with self._lock:
+            if self.create_answer_seconds <= 0 or self.slow_creates == 0:
+                return False
+            if self.slow_creates is not None:
+                self.slow_creates -= 1
+            return True
 
     def _list(self, req: RecordedRequest) -> Response:
         """GET Messages.json: one page of the messages matching the filters, newest first."""
