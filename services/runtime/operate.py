@@ -175,6 +175,11 @@ def describe(conversation: Conversation) -> str:
         ]
     if conversation.evidence_summary:
         lines.append("  evidence: " + conversation.evidence_summary.replace("\n", "; "))
+    if conversation.seen_before:
+        lines.append(f"  memory:   {conversation.seen_before}")
+    for said in conversation.feedback:
+        why = f": the cause was {said.correction}" if said.correction else ""
+        lines.append(f"  feedback: {said.verdict} by {said.by} at {said.at:%H:%M:%S}{why}")
     if conversation.acked_by:
         lines.append(f"  taken by: {conversation.acked_by}")
     if conversation.ticket_key:

@@ -114,6 +114,9 @@ def test_a_known_problem_is_remembered_ticketed_once_and_its_timeline_kept(
         assert any(f"incident #{second}" in " ".join(texts_of(c)) for c in jira.comments("OPS-1"))
         say(oncall.url, backends, "wrong: the cause was a bad pricing deploy", "SM" + "b2" * 16, second)
         wait_for_body(backends, f"the diagnosis of #{second} was wrong; the cause was a bad pricing deploy")
+        shown = run_oncall(["inspect", second], {"NATS_URL": clean_bus}).stdout
+        assert f"  memory:   Seen once before; last on 2026-11-24 (#{first})" in shown
+        assert "  feedback: wrong by On-call at " in shown and "the cause was a bad pricing deploy" in shown
         post(oncall.url, webhook(fixtures_dir, 2, "resolved"))
         wait_for_body(backends, "*Resolved*", f"#{second}")
 
