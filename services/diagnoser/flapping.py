@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+import nats.js.errors
+
 from services.contracts import streams, subjects
 from services.contracts.memory import FlapRecord, flap_key
 from services.contracts.models import AlertGroup, NotifyText, group_hash, incident_tag, utc_now
@@ -169,8 +171,12 @@ async def summarize_stable(bus: Bus, policy: FlapPolicy, now: datetime | None = 
     stopped firing; returns how many summaries were sent."""
     now = now or utc_now()
     kv = await bus.kv(streams.MEMORY)
+    try:
+        keys = await kv.keys()
+    except nats.js.errors.NoKeysError:  # nats-py's answer for an empty bucket
+        return 0
     sent = 0
-    for key in [k for k in await kv.keys() if k.startswith("flap-")]:
+    for key in [k for k in keys if k.startswith("flap-")]:
         record, _ = await bus.kv_get(streams.MEMORY, key, FlapRecord)
         if record is None or not due(record, now, policy):
             continue

@@ -173,6 +173,7 @@ async def test_a_flapping_group_is_announced_once_counted_silently_then_summaris
     tools_for(harness, logs_data())
     diagnoser = harness.diagnoser()
     diagnoser.flap_policy = flapping.FlapPolicy(count=3, window_seconds=2.0)
+    assert await flapping.summarize_stable(harness.bus, diagnoser.flap_policy) == 0  # an empty bucket
     for n in range(1, 7):
         await incident(diagnoser, f"f0000{n}", same_group=True)
 
