@@ -138,7 +138,7 @@ async def test_a_repeat_after_the_jetstream_dedup_window_is_still_dropped(
     assert replies_counted("duplicate") - duplicates_before == 1
 
 
-async def test_a_failed_publish_gives_the_claim_back_so_the_retry_is_not_lost(
+async def test_a_failed_publish_is_refused_so_that_the_retry_is_published(
     webhook: Webhook, bus: Bus, tap_events: OpenTap, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     replies = await tap_events(subjects.HUMAN_REPLIED)
