@@ -68,8 +68,19 @@ class CountedKeyValue:
 
 
 class Bus:
-    def __init__(self, broker: NatsBroker, replicas: int = 1, ack_wait_seconds: float | None = None):
+    def __init__(
+        self,
+        broker: NatsBroker,
+        replicas: int = 1,
+        ack_wait_seconds: float | None = None,
+        direct_publish: bool = False,
+    ):
         self.broker = broker
+        # Events straight to JetStream instead of through FastStream's publisher: its publish
+        # middlewares (metrics nobody reads; spans, only with tracing on) were a third of the
+        # intake's CPU per webhook (bench/README.md). The host turns it on without tracing; tests
+        # on FastStream's in-memory broker keep the publisher, which that broker patches.
+        self.direct_publish = direct_publish
         self.replicas = replicas
         self.ack_wait_seconds = ack_wait_seconds  # None: each consumer's own (ConsumerSpec)
         self._kv: dict[str, CountedKeyValue] = {}
@@ -130,13 +141,17 @@ class Bus:
 
     async def publish_event(self, subject: str, message: BaseModel, msg_id: str) -> api.PubAck:
         """Publish to JetStream and wait for the ack; `msg_id` makes a repeat a no-op (dedup window).
-        Through the publisher an included router declared for `subject`; by the broker itself
-        otherwise (operating commands, tests)."""
+        Straight to JetStream with `direct_publish`; else through the publisher an included router
+        declared for `subject`, or by the broker itself (operating commands, tests)."""
         body = message.model_dump_json(by_alias=True).encode()
         headers = {**JSON_HEADERS, "Nats-Msg-Id": msg_id}
         stream = stream_of(subject).name
         publisher = self._publishers.get(subject)
-        if publisher is not None:
+        if self.direct_publish:
+            ack: api.PubAck | None = await self.js.publish(
+                subject, body, timeout=PUBLISH_TIMEOUT_SECONDS, stream=stream, headers=headers
+            )
+        elif publisher is not None:
             ack = await publisher.publish(
                 body, headers=headers, stream=stream, timeout=PUBLISH_TIMEOUT_SECONDS
             )

@@ -103,12 +103,15 @@ class Host:
         # One process per embedded JetStream store.
         lock = None if settings.nats_url else lock_data_dir(settings.data_dir)
         try:
+            # The port first: a busy one is then the only thing to report, with nothing to stop.
+            public = self._public_listener()
+            self.http_url = f"http://{settings.http_host}:{public.getsockname()[1]}"
             if settings.nats_url:
                 self.nats_url = settings.nats_url
             else:
                 self._embedded = EmbeddedNats(self.nats_store or settings.data_dir / "nats")
                 self.nats_url = self._embedded.start()
-            await self._run_with_nats()
+            await self._run_with_nats(public)
         finally:
             if self._embedded is not None:
                 self._embedded.stop()
@@ -117,13 +120,23 @@ class Host:
             if lock is not None:
                 lock.close()
 
-    async def _run_with_nats(self) -> None:
+    async def _run_with_nats(self, public: socket.socket) -> None:
         tracer = configure_tracing("oncall-" + "-".join(self.services))
         await check_reachable(self.nats_url)
+        # With the intake apart, this process's own HTTP is for the intake process only; the
+        # intake starts now, so that both processes start up at the same time.
+        listener = bind_listener("127.0.0.1", 0) if self.intake_apart else public
+        if self.intake_apart:
+            self._start_intake(public, listener.getsockname()[1])
         broker = make_broker(
             self.nats_url, name="oncall-" + "-".join(self.services), tracing=tracer is not None
         )
-        bus = Bus(broker, replicas=self.settings.js_replicas, ack_wait_seconds=self.settings.ack_wait_seconds)
+        bus = Bus(
+            broker,
+            replicas=self.settings.js_replicas,
+            ack_wait_seconds=self.settings.ack_wait_seconds,
+            direct_publish=tracer is None,  # with tracing, the publisher carries the trace context
+        )
         self._parts = [service.wire(bus) for service in self.hosted]
         for parts in self._parts:
             if parts.router is not None:
@@ -158,9 +171,9 @@ class Host:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
-        public = self._public_listener()
-        # With the intake apart, this process's own HTTP is for the intake process only.
-        listener = bind_listener("127.0.0.1", 0) if self.intake_apart else public
+        if self.listen_fd is None:  # the intake process's parent writes it, before anyone is served
+            write_local_state(self.settings.data_dir, self.nats_url, self.http_url)
+            self._wrote_local_state = True
         serving = asyncio.create_task(self._server.serve(sockets=[listener]))
         try:
             while not self._server.started:
@@ -168,13 +181,8 @@ class Host:
                     serving.result()
                     raise HttpServerError("the HTTP server stopped during start-up")
                 await asyncio.sleep(0.01)
-            port = public.getsockname()[1]
-            self.http_url = f"http://{self.settings.http_host}:{port}"
-            if self.intake_apart:
-                await self._start_intake(public, listener.getsockname()[1])
-            if self.listen_fd is None:  # the intake process's parent writes it
-                write_local_state(self.settings.data_dir, self.nats_url, self.http_url)
-                self._wrote_local_state = True
+            if self._intake is not None:
+                await self._intake_ready(self._intake)
             log.info(
                 "serving %s on %s (NATS %s)",
                 ", ".join(self.services),
@@ -198,12 +206,14 @@ class Host:
         sock.setblocking(False)
         return sock
 
-    async def _start_intake(self, public: socket.socket, own_port: int) -> None:
-        """The intake process on the public socket; this one stops when it dies."""
+    def _start_intake(self, public: socket.socket, own_port: int) -> None:
+        """The intake process on the public socket."""
         self._intake = start_intake(public, self.nats_url, f"http://127.0.0.1:{own_port}")
         public.close()  # the child has its copy: this process must not accept on it
-        await wait_until_ready(self._intake, self.http_url)
-        intake = self._intake
+
+    async def _intake_ready(self, intake: subprocess.Popen[bytes]) -> None:
+        """Waits for the intake process; from then on this one stops when it dies."""
+        await wait_until_ready(intake, self.http_url)
 
         async def watch() -> None:
             await asyncio.to_thread(intake.wait)  # returns when it exits, whoever stopped it

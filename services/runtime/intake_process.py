@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from services.runtime import metrics
+from services.runtime.embedded_nats import die_with_parent
 
 log = logging.getLogger("oncall.host")
 
@@ -57,10 +58,18 @@ def intake_command(listen_fd: int, upstream: str) -> list[str]:
 
 def start_intake(listener: socket.socket, nats_url: str, upstream: str) -> subprocess.Popen[bytes]:
     """The intake process, on the parent's NATS and the public port's socket (bound by the parent,
-    so that a busy port is the parent's one clear error). Same stdout/stderr, same environment."""
+    so that a busy port is the parent's one clear error). Same stdout/stderr, same environment.
+
+    Its own session, like the embedded nats-server: a signal to our process group (Ctrl-C,
+    `timeout`, systemd) reaches only the parent, which stops the intake first and then its own
+    services; PR_SET_PDEATHSIG stops it if the parent dies without doing so."""
     env = {**os.environ, "NATS_URL": nats_url}
     return subprocess.Popen(
-        intake_command(listener.fileno(), upstream), env=env, pass_fds=[listener.fileno()]
+        intake_command(listener.fileno(), upstream),
+        env=env,
+        pass_fds=[listener.fileno()],
+        preexec_fn=die_with_parent,
+        start_new_session=True,
     )
 
 

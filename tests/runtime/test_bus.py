@@ -39,6 +39,22 @@ async def test_same_msg_id_is_stored_once(bus: Bus) -> None:
     assert not first.duplicate and second.duplicate and first.seq == second.seq
 
 
+async def test_direct_publish_is_deduplicated_too(clean_bus: str) -> None:
+    """The host's path (no FastStream publisher): the same dedup, the same stream."""
+    broker = make_broker(clean_bus, "test-bus-direct")
+    direct = Bus(broker, direct_publish=True)
+    await broker.connect()
+    await direct.declare()
+    try:
+        note = NotifyText(notification_id="n2", text="hello")
+        first = await direct.publish_event(subjects.NOTIFY_TEXT, note, msg_id="same-direct")
+        second = await direct.publish_event(subjects.NOTIFY_TEXT, note, msg_id="same-direct")
+        assert not first.duplicate and second.duplicate and first.seq == second.seq
+        assert first.stream == streams.EVENTS.name
+    finally:
+        await broker.stop()
+
+
 async def test_compare_and_set_never_loses_an_update_between_two_writers(bus: Bus) -> None:
     key = f"counter-{uuid.uuid4().hex[:6]}"
 
