@@ -10,6 +10,7 @@ embedded nats-server) after it has settled.
 import argparse
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -58,13 +59,23 @@ def demo_time_to_diagnosis(data_dir: Path) -> float:
         proc.wait(timeout=15)
 
 
-def idle_rss(data_dir: Path, idle_seconds: float) -> tuple[float, float]:
-    port = "18931"
+def is_nats_server(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().startswith("nats-server")
+    except OSError:
+        return False
+
+
+def idle_rss(data_dir: Path, idle_seconds: float) -> tuple[float, float, float]:
+    """RSS (MiB) of `oncall up`'s services process, its intake process and its nats-server."""
+    with socket.socket() as sock:  # a fixed port may be someone else's on a shared machine
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
     proc = subprocess.Popen(
         [ONCALL, "up", "--http-port", port, "--data-dir", str(data_dir)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=CLEAN_ENV,
+        env={**CLEAN_ENV, "INGEST_TOKEN": "bench"},  # without credentials the intake refuses to start
     )
     try:
         deadline = time.monotonic() + 30
@@ -75,8 +86,10 @@ def idle_rss(data_dir: Path, idle_seconds: float) -> tuple[float, float]:
             except httpx.HTTPError:
                 time.sleep(0.1)
         time.sleep(idle_seconds)
-        nats_rss = sum(rss_mib(child) for child in children(proc.pid))
-        return rss_mib(proc.pid), nats_rss
+        kids = children(proc.pid)
+        nats_rss = sum(rss_mib(child) for child in kids if is_nats_server(child))
+        intake_rss = sum(rss_mib(child) for child in kids if not is_nats_server(child))
+        return rss_mib(proc.pid), intake_rss, nats_rss
     finally:
         proc.terminate()
         proc.wait(timeout=15)
@@ -89,11 +102,12 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         times = [demo_time_to_diagnosis(Path(tmp) / f"demo{n}") for n in range(args.runs)]
-        oncall_rss, nats_rss = idle_rss(Path(tmp) / "up", args.idle_seconds)
+        oncall_rss, intake_rss, nats_rss = idle_rss(Path(tmp) / "up", args.idle_seconds)
     print(f"{'measure':<48} {'value':>12}")
     print(f"{'oncall demo start -> diagnosis on screen, median':<48} {statistics.median(times):>10.2f} s")
     print(f"{'oncall demo start -> diagnosis on screen, max':<48} {max(times):>10.2f} s")
-    print(f"{'oncall up idle RSS, Python process':<48} {oncall_rss:>8.1f} MiB")
+    print(f"{'oncall up idle RSS, services process':<48} {oncall_rss:>8.1f} MiB")
+    print(f"{'oncall up idle RSS, intake process':<48} {intake_rss:>8.1f} MiB")
     print(f"{'oncall up idle RSS, embedded nats-server':<48} {nats_rss:>8.1f} MiB")
     setup = f"runs={args.runs}, idle {args.idle_seconds:.0f} s, rule-based, console channel"
     print(f"({setup}, {os.cpu_count()} cores)")
