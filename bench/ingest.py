@@ -408,7 +408,9 @@ def bare_limit(
     results = []
     try:
         target = ("127.0.0.1", ports.get(timeout=30), "x")
-        plan = [(f"limit: {rate:.0f}/s", rate, args.open_connections) for rate in rates]
+        plan: list[tuple[str, float | None, int]] = [
+            (f"limit: {rate:.0f}/s", rate, args.open_connections) for rate in rates
+        ]
         plan.append(("limit: closed", None, args.max_concurrency))
         for name, offered, conns in plan:
             kids = children(server.pid or 0)
