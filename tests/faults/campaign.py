@@ -501,7 +501,9 @@ def nats_restart(deployment: Deployment, row: Row, down_seconds: float = 2.0) ->
     duplicates += max(0, answers - len(ON_CALL))
     unexpected = sum(n for status, n in statuses.items() if status not in (202, 503, 0))
     lost = losses + (not finished) + unexpected + (not answered) + (reply_statuses[-1] != 200)
-    note = f"{len(accepted)} accepted, statuses {dict(statuses)}, reply {reply_statuses}"
+    refused = reply_statuses.count(503)
+    reply = f"reply: {refused}x 503, then {reply_statuses[-1]}"
+    note = f"{len(accepted)} accepted, statuses {dict(statuses)}; {reply}"
     row.add(duplicates, lost, note, always=True)
 
 
@@ -544,6 +546,7 @@ def fuzz(deployment: Deployment, row: Row, requests: int, seed: int = 15) -> Non
         0,
         server_errors + abs(published - accepted_alerts),
         f"statuses {dict(sorted(statuses.items()))}, {accepted_alerts} accepted, {published} published",
+        always=True,
     )
 
 
