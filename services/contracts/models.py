@@ -511,6 +511,15 @@ class Conversation(BaseModel):
     acked_by: str | None = None
     group_labels: dict[str, str] = Field(default_factory=dict)
     tokens_used: int = 0
+    # What the model cost the incident (diagnoser/costs.py), its investigations and human turns
+    # summed; absent in values stored before, read as none.
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = Field(default=None, description="None: no model price is configured")
+    model_loops: list[str] = Field(default_factory=list, description="Loops found in the model's tool calls")
+    forced_conclusion: str | None = Field(
+        default=None, description="Why the model's conclusion was forced: rounds, tokens, cost, loop, repair"
+    )
     updated_at: datetime = Field(default_factory=utc_now)
     # Incident memory (diagnoser/memory.py): the problem's signature (key in oncall_memory and its
     # readable form) and what the first message said of earlier incidents with it.

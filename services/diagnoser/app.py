@@ -1,5 +1,7 @@
 """diagnoser: wiring only; logic in handlers.py and the modules it uses."""
 
+import logging
+
 from services.contracts import consumers, subjects
 from services.contracts.models import (
     AlertGroup,
@@ -22,9 +24,17 @@ from services.diagnoser.turns import Systems
 from services.runtime.router import ServiceRouter
 from services.runtime.service import Service, ServiceContext, ServiceParts
 
+log = logging.getLogger("oncall.diagnoser")
+
 
 def wire(ctx: ServiceContext[DiagnoserSettings]) -> ServiceParts:
     settings = ctx.settings
+    priced = settings.price_input_per_1k_usd > 0 or settings.price_output_per_1k_usd > 0
+    if settings.cost_limit_usd > 0 and not priced:
+        log.warning(
+            "ONCALL_COST_LIMIT_USD is set but no ONCALL_MODEL_PRICE_*_PER_1K_USD: the cost is unknown, "
+            "so the limit never applies"
+        )
     model = ModelClient(settings) if settings.llm_configured else None
     diagnoser = Diagnoser(
         bus=ctx.bus,
@@ -36,6 +46,7 @@ def wire(ctx: ServiceContext[DiagnoserSettings]) -> ServiceParts:
         flap_policy=flapping.FlapPolicy(settings.flap_count, settings.flap_window_seconds),
         model_budget_seconds=settings.model_budget_seconds,
         slow_notice_seconds=settings.slow_notice_seconds,
+        cost_limit_usd=settings.cost_limit_usd,
     )
     # Summaries of flapping groups once stable: nothing arrives on the bus to trigger them.
     watch_start, watch_stop = flapping.watcher(ctx.bus, diagnoser.flap_policy)

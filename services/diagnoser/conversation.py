@@ -95,3 +95,36 @@ def with_turn(conversation: Conversation, turn: HumanTurn) -> Conversation:
 
 def has_turn(conversation: Conversation, message_sid: str) -> bool:
     return any(t.message_sid == message_sid for t in conversation.turns)
+
+
+def with_model_usage(
+    conversation: Conversation, tokens_in: int, tokens_out: int, cost_usd: float | None
+) -> Conversation:
+    """The incident's model usage with one more investigation's or turn's added. The cost stays
+    None until a price is configured: a sum of unknowns is not 0."""
+    cost = conversation.cost_usd
+    if cost_usd is not None:
+        cost = (cost or 0.0) + cost_usd
+    return conversation.model_copy(
+        update={
+            "tokens_in": conversation.tokens_in + tokens_in,
+            "tokens_out": conversation.tokens_out + tokens_out,
+            "cost_usd": cost,
+        }
+    )
+
+
+def with_investigation_usage(
+    conversation: Conversation,
+    tokens_in: int,
+    tokens_out: int,
+    cost_usd: float | None,
+    loops: list[str],
+    forced_by: str | None,
+) -> Conversation:
+    """An investigation's usage added, its loops kept beside the earlier ones', and why its
+    conclusion was forced (None: it was not): the latest diagnosis's reason, not an older one's."""
+    updated = with_model_usage(conversation, tokens_in, tokens_out, cost_usd)
+    return updated.model_copy(
+        update={"model_loops": [*conversation.model_loops, *loops], "forced_conclusion": forced_by}
+    )

@@ -24,9 +24,11 @@ from services.contracts.models import (
 from services.diagnoser import conversation as conv
 from services.diagnoser import feedback, flapping, memory, metrics, open_incidents
 from services.diagnoser.claims import unverified_claims, with_claims_checked
+from services.diagnoser.costs import Spend
 from services.diagnoser.dedupe import OnePerKey
 from services.diagnoser.evidence import Evidence, error_rate_of, gather_evidence, summarize
 from services.diagnoser.investigation import (
+    Accounting,
     Investigation,
     ModelDidNotConclude,
     compact,
@@ -60,6 +62,7 @@ class Diagnoser:
     model_budget_seconds: float = 150.0
     slow_notice_seconds: float = 0.0  # 0: no "still investigating" notice
     flap_policy: flapping.FlapPolicy = field(default_factory=flapping.FlapPolicy)
+    cost_limit_usd: float = 0.0  # per incident; 0: no limit
 
     # --- alerts ---------------------------------------------------------------------
 
@@ -109,7 +112,9 @@ class Diagnoser:
         diagnosis = None
         fallback_reason = NO_MODEL
         seen_revision = current.diagnosis_revision if current else 0
+        account: Accounting | None = None  # what the model spent, stored even when it failed
         if self.model is not None:
+            account = Accounting(Spend(self.model.prices))
             try:
                 investigation = await self._with_slow_notice(
                     diagnose_with_model(
@@ -121,6 +126,9 @@ class Diagnoser:
                         self.max_rounds,
                         self.token_budget,
                         deadline,
+                        account,
+                        self.cost_limit_usd,
+                        (current.cost_usd or 0.0) if current else 0.0,
                     ),
                     group.title,
                     incident_id,
@@ -152,6 +160,11 @@ class Diagnoser:
                 return None  # another replica stored a diagnosis meanwhile: publish that one
             base = existing or conv.new_conversation(group, incident_id)
             updated = conv.with_diagnosis(base, group, diagnosis, summary, rate, kept_messages, tokens)
+            if account is not None:
+                spend, loops = account.spend, [loop.describe() for loop in account.loops.found]
+                updated = conv.with_investigation_usage(
+                    updated, spend.tokens_in, spend.tokens_out, spend.cost_usd, loops, account.forced_by
+                )
             written.append(memory.with_recalled(updated, recalled))
             return written[-1]
 
@@ -281,6 +294,9 @@ class Diagnoser:
             if existing is None:
                 return None
             updated = conv.with_turn(existing, turn)
+            if outcome.spend is not None:
+                spent = outcome.spend
+                updated = conv.with_model_usage(updated, spent.tokens_in, spent.tokens_out, spent.cost_usd)
             if outcome.acknowledge:
                 updated = conv.acknowledged(updated, who)
             if outcome.resolve and updated.status != "resolved":

@@ -4,14 +4,17 @@ import asyncio
 import json
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from services.contracts import tools
 from services.contracts.models import AlertGroup, Diagnosis, SendDiagnosisArgs
+from services.diagnoser import metrics
+from services.diagnoser.costs import Prices, Spend, over_limit
 from services.diagnoser.evidence import Evidence, result_for_model
+from services.diagnoser.loops import LoopWatch, loop_note
 from services.diagnoser.model import ModelClient, ModelError, diagnosis_call
 from services.diagnoser.prompts import DIAGNOSIS_SYSTEM_PROMPT, alert_message
 from services.diagnoser.toolcalls import ToolCaller, call_key
@@ -58,32 +61,73 @@ async def run_read_tools(
     answer unknown tools and bad arguments with an error the model can read."""
 
     async def one(call: dict[str, Any]) -> dict[str, Any]:
-        name = call["function"]["name"]
+        checked = validated_call(call, allowed)
         content: str
-        if name not in allowed:
-            content = json.dumps({"error": f"unknown or unavailable tool {name!r}"})
+        if isinstance(checked, str):
+            content = checked
         else:
-            try:
-                args = json.loads(call["function"]["arguments"] or "{}")
-                if not isinstance(args, dict):
-                    raise ValueError("arguments must be a JSON object")
-                spec = tools.TOOLS_BY_NAME[name]
-                args = spec.args_model.model_validate(args).model_dump(exclude_none=True)
-            except (ValueError, ValidationError) as exc:
-                content = json.dumps({"error": f"invalid arguments: {exc}"})
-            else:
-                key = call_key(name, args)
-                if key not in cache:
-                    result = await caller.call(name, args, incident_id)
-                    cache[key] = result_for_model(result, spec.max_output_chars)
-                content = cache[key]
+            name, args = checked
+            key = call_key(name, args)
+            if key not in cache:
+                result = await caller.call(name, args, incident_id)
+                cache[key] = result_for_model(result, tools.TOOLS_BY_NAME[name].max_output_chars)
+            content = cache[key]
         return {"role": "tool", "tool_call_id": call["id"], "content": content}
 
     return list(await asyncio.gather(*(one(call) for call in calls)))
 
 
+def validated_call(call: dict[str, Any], allowed: Collection[str]) -> tuple[str, dict[str, Any]] | str:
+    """The call's tool and arguments as its args model reads them (defaults filled in, so that
+    equal calls compare equal), or the error the model is answered with."""
+    name = call["function"]["name"]
+    if name not in allowed:
+        return json.dumps({"error": f"unknown or unavailable tool {name!r}"})
+    try:
+        args = json.loads(call["function"]["arguments"] or "{}")
+        if not isinstance(args, dict):
+            raise ValueError("arguments must be a JSON object")
+        args = tools.TOOLS_BY_NAME[name].args_model.model_validate(args).model_dump(exclude_none=True)
+    except (ValueError, ValidationError) as exc:
+        return json.dumps({"error": f"invalid arguments: {exc}"})
+    return name, args
+
+
 class ModelDidNotConclude(Exception):
     """The model kept investigating without sending a diagnosis; the message says how long."""
+
+
+@dataclass
+class Accounting:
+    """What an investigation spent, the loops it made and why its conclusion was forced: kept by
+    the caller whether or not the model concluded (a failed investigation was paid for too)."""
+
+    spend: Spend = field(default_factory=lambda: Spend(Prices()))
+    loops: LoopWatch = field(default_factory=LoopWatch)
+    forced_by: str | None = None
+
+    def force(self, reason: str) -> None:
+        if self.forced_by is None:  # the first reason is the one that forced it
+            self.forced_by = reason
+            metrics.forced_conclusions.labels(reason=reason).inc()
+
+
+def force_reason(
+    calls_made: int,
+    max_rounds: int,
+    tokens: int,
+    token_budget: int,
+    cost_usd: float | None,
+    cost_limit_usd: float,
+) -> str | None:
+    """Why the next model call must be the conclusion, if it must."""
+    if calls_made + 1 >= max_rounds:
+        return "rounds"
+    if tokens >= token_budget:
+        return "tokens"
+    if over_limit(cost_usd, cost_limit_usd):
+        return "cost"
+    return None
 
 
 @dataclass
@@ -107,12 +151,19 @@ async def diagnose_with_model(
     max_rounds: int,
     token_budget: int,
     deadline: float | None = None,
+    account: Accounting | None = None,
+    cost_limit_usd: float = 0.0,
+    earlier_cost_usd: float = 0.0,
 ) -> Investigation:
     """Raises ModelError or ModelDidNotConclude: the caller then falls back to the rules.
 
     The model is forced to conclude (ModelClient.conclude) in the last round, or as soon as the
-    incident's token budget is spent. A send_diagnosis with invalid or truncated arguments is
-    sent back once with the problem (a repair round); a second invalid one ends it."""
+    investigation's token budget or the incident's cost limit (`earlier_cost_usd` is what its
+    earlier investigations cost) is spent, or at its second loop of tool calls (the first is
+    answered with a note, loops.py). A send_diagnosis with invalid or truncated arguments is sent
+    back once with the problem (a repair round); a second invalid one ends it. What it spent is
+    added to `account` as it goes."""
+    account = account if account is not None else Accounting(Spend(model.prices))
     deadline = deadline if deadline is not None else model.deadline()
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": DIAGNOSIS_SYSTEM_PROMPT},
@@ -126,13 +177,19 @@ async def diagnose_with_model(
     repairs_left = REPAIR_ROUNDS
     forced = False
     while calls_made < max_rounds + REPAIR_ROUNDS:
-        forced = forced or calls_made + 1 >= max_rounds or tokens >= token_budget
+        spent_usd = account.spend.cost_usd
+        incident_usd = None if spent_usd is None else spent_usd + earlier_cost_usd
+        reason = force_reason(calls_made, max_rounds, tokens, token_budget, incident_usd, cost_limit_usd)
+        if not forced and reason is not None:
+            forced = True
+            account.force(reason)
         if forced:
             reply = await model.conclude(messages, offered, deadline)
         else:
             reply = await model.complete(messages, offered, "auto", deadline)
         calls_made += 1
         tokens += reply.tokens
+        account.spend.add(reply.prompt_tokens, reply.completion_tokens)
         messages.append(reply.message)
         final = diagnosis_call(reply.message)
         if final is not None:
@@ -143,6 +200,7 @@ async def diagnose_with_model(
                     raise
                 repairs_left -= 1
                 forced = True
+                account.force("repair")
                 messages += answer_all(reply.message, {final["id"]: repair_request(exc.reason)})
                 continue
             return Investigation(diagnosis, messages, calls_made, tokens)
@@ -154,6 +212,16 @@ async def diagnose_with_model(
             messages.append({"role": "user", "content": ASK_TO_CONCLUDE})
             continue
         messages += await run_read_tools(caller, calls, READ_TOOL_NAMES, cache, incident_id)
+        valid = (validated_call(call, READ_TOOL_NAMES) for call in calls)
+        made = [c for c in valid if not isinstance(c, str)]
+        if loops := account.loops.observe(made):
+            for loop in loops:
+                metrics.model_loops.labels(kind=loop.kind).inc()
+            again = len(account.loops.found) > len(loops)  # noted before: this one ends it
+            messages.append({"role": "user", "content": loop_note(loops, final=again)})
+            if again:
+                forced = True
+                account.force("loop")
     raise ModelDidNotConclude(f"no diagnosis after {calls_made} model calls and {tokens} tokens")
 
 

@@ -41,3 +41,26 @@ slow_notices = Counter(
     "'Still investigating' notices sent while a slow model worked",
     registry=REGISTRY,
 )
+model_tokens = Counter(
+    "oncall_model_tokens_total",
+    "Tokens the model's server counted, in (prompt) and out (completion)",
+    ["direction"],
+    registry=REGISTRY,
+)
+model_cost = Counter(
+    "oncall_model_cost_usd_total",
+    "What the model cost, at the configured prices (ONCALL_MODEL_PRICE_*); 0 without prices",
+    registry=REGISTRY,
+)
+model_loops = Counter(
+    "oncall_model_loops_total",
+    "Loops in the model's tool calls: identical, only the window changed, alternating",
+    ["kind"],
+    registry=REGISTRY,
+)
+forced_conclusions = Counter(
+    "oncall_model_forced_conclusions_total",
+    "Investigations whose conclusion was forced, by reason: rounds, tokens, cost, loop, repair",
+    ["reason"],
+    registry=REGISTRY,
+)

@@ -13,6 +13,7 @@ from openai.types.chat import ChatCompletion
 
 from services.contracts import tools
 from services.diagnoser.context import fit_to_context
+from services.diagnoser.costs import Prices
 from services.diagnoser.settings import DiagnoserSettings
 from services.diagnoser.textcalls import calls_in_text
 from services.runtime.outbound import is_transient, parse_retry_after
@@ -70,6 +71,7 @@ class ModelReply:
     tokens: int  # prompt + completion tokens the server counted
     prompt_tokens: int = 0
     cut_chars: int = 0  # tool output left out of the request to fit the context
+    completion_tokens: int = 0
 
 
 # How the server is made to conclude with send_diagnosis, in the order tried. "required": only
@@ -119,6 +121,7 @@ class ModelClient:
         self.budget_seconds = settings.model_budget_seconds
         self.context_tokens = settings.model_context_tokens
         self.max_output_tokens = settings.model_max_output_tokens
+        self.prices = Prices(settings.price_input_per_1k_usd, settings.price_output_per_1k_usd)
         # What this server honours to force the conclusion, once known (learnt at the first
         # forced step, kept for the process's life).
         self.force_mode: ForceMode | None = None
@@ -177,7 +180,13 @@ class ModelClient:
         result = redact_model_message(result)
         usage = response.usage
         tokens = usage.total_tokens if usage else 0
-        return ModelReply(result, tokens, usage.prompt_tokens if usage else 0, fitted.cut_chars)
+        return ModelReply(
+            result,
+            tokens,
+            usage.prompt_tokens if usage else 0,
+            fitted.cut_chars,
+            usage.completion_tokens if usage else 0,
+        )
 
     async def _attempts(
         self, messages: list[dict[str, Any]], max_tokens: int, extra: dict[str, Any], deadline: float

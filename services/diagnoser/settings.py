@@ -18,6 +18,13 @@ class DiagnoserSettings(JiraSite, AlertmanagerApi, ToolDeadline):
     max_rounds: int = Field(default=6, ge=1, le=20, alias="ONCALL_MAX_ROUNDS")
     max_concurrent_diagnoses: int = Field(default=8, ge=1, alias="ONCALL_MAX_CONCURRENT_DIAGNOSES")
     token_budget: int = Field(default=60_000, ge=1_000, alias="ONCALL_TOKEN_BUDGET")
+    # The model's prices per 1,000 tokens, as the provider publishes them. 0 (the default): no cost
+    # is computed or shown, rather than a guess (a local model costs nothing per token).
+    price_input_per_1k_usd: float = Field(default=0.0, ge=0, alias="ONCALL_MODEL_PRICE_INPUT_PER_1K_USD")
+    price_output_per_1k_usd: float = Field(default=0.0, ge=0, alias="ONCALL_MODEL_PRICE_OUTPUT_PER_1K_USD")
+    # What an incident's model may cost before the conclusion is forced (like the token budget);
+    # 0: no limit. Needs a price: without one the cost is unknown.
+    cost_limit_usd: float = Field(default=0.0, ge=0, alias="ONCALL_COST_LIMIT_USD")
     # Flapping (flapping.py): more firings than this within the window mark a group flapping.
     flap_count: int = Field(default=3, ge=1, alias="ONCALL_FLAP_COUNT")
     flap_window_seconds: Annotated[float, BeforeValidator(parse_window)] = Field(

@@ -18,6 +18,7 @@ from services.contracts.models import (
 )
 from services.contracts.tool_results import ErrorRateResult
 from services.contracts.tools import CreateJiraTicketArgs, SilenceAlertArgs
+from services.diagnoser.costs import Spend
 from services.diagnoser.investigation import READ_TOOL_NAMES, run_read_tools
 from services.diagnoser.model import ModelClient
 from services.diagnoser.prompts import HUMAN_TURN_SYSTEM_PROMPT, incident_context
@@ -60,6 +61,7 @@ class TurnOutcome:
     acknowledge: bool = False
     resolve: bool = False
     notes: list[str] = field(default_factory=list)
+    spend: Spend | None = None  # the model's tokens for this turn (None: the rules answered)
 
     @property
     def follow_up_expected(self) -> bool:
@@ -233,10 +235,13 @@ async def model_turn(
     ]
     offered = tools.human_turn_tools()
     cache: dict[str, str] = {}
-    outcome = TurnOutcome()
+    spend = Spend(model.prices)
+    outcome = TurnOutcome(spend=spend)
     deadline = model.deadline()  # the turn's model time, every round and retry included
     for _ in range(MAX_TURN_ROUNDS):
-        message = (await model.complete(messages, offered, "auto", deadline)).message
+        answered = await model.complete(messages, offered, "auto", deadline)
+        spend.add(answered.prompt_tokens, answered.completion_tokens)
+        message = answered.message
         messages.append(message)
         calls = message.get("tool_calls") or []
         if not calls:

@@ -199,4 +199,34 @@ def describe(conversation: Conversation) -> str:
     lines.append(
         f"  model tokens used: {conversation.tokens_used}, messages kept: {len(conversation.llm_messages)}"
     )
+    lines += model_usage_lines(conversation)
     return "\n".join(lines)
+
+
+def model_usage_lines(conversation: Conversation) -> list[str]:
+    """Tokens in and out, the cost (only when a price was configured: never a guess), the loops of
+    the model's tool calls and why its conclusion was forced."""
+    lines = []
+    if conversation.tokens_in or conversation.tokens_out:
+        cost = f", cost {usd(conversation.cost_usd)}" if conversation.cost_usd is not None else ""
+        tokens = f"{conversation.tokens_in} tokens in, {conversation.tokens_out} out"
+        lines.append(f"  model usage: {tokens}{cost}")
+    lines += [f"  model loop: {loop}" for loop in conversation.model_loops]
+    if conversation.forced_conclusion:
+        why = FORCED_BY.get(conversation.forced_conclusion, conversation.forced_conclusion)
+        lines.append(f"  conclusion forced: {why}")
+    return lines
+
+
+FORCED_BY = {
+    "rounds": "the last round (ONCALL_MAX_ROUNDS)",
+    "tokens": "the token budget was spent (ONCALL_TOKEN_BUDGET)",
+    "cost": "the cost limit was reached (ONCALL_COST_LIMIT_USD)",
+    "loop": "the model repeated its tool calls after a note",
+    "repair": "its diagnosis was invalid once and was asked for again",
+}
+
+
+def usd(amount: float) -> str:
+    """Cents for most incidents, more digits for the fractions of a cent a short one costs."""
+    return f"${amount:.2f}" if amount >= 1 else f"${amount:.4f}"

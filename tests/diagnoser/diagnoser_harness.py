@@ -130,6 +130,7 @@ class Harness:
             token_budget=token_budget,
             model_budget_seconds=values.model_budget_seconds,
             slow_notice_seconds=values.slow_notice_seconds if "ONCALL_SLOW_NOTICE_SECONDS" in settings else 0,
+            cost_limit_usd=values.cost_limit_usd,
         )
 
     async def published(self, subject: str, wait: float = 0.5) -> list[dict[str, Any]]:
