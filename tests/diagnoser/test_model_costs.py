@@ -12,7 +12,7 @@ from support.processes import run_oncall
 from test_investigation import conclude, standard_tools
 
 from services.contracts import streams
-from services.contracts.models import Conversation
+from services.contracts.models import Conversation, HumanReplied
 from services.runtime.metrics import REGISTRY
 from services.runtime.operate import describe
 
@@ -161,3 +161,27 @@ async def test_different_calls_are_no_loop(harness: Harness) -> None:
     assert not any("Note from the agent" in said for said in told)
     conversation = await stored(harness, "loop03")
     assert conversation.model_loops == [] and conversation.forced_conclusion is None
+
+
+async def test_a_human_turn_answered_by_the_model_adds_to_the_incidents_usage(harness: Harness) -> None:
+    standard_tools(harness)
+    with FakeOpenAI([conclude()]) as model:
+        await harness.diagnoser(model, **PRICES).on_alert_firing(alert_group(incident_id="turn01"))
+    diagnosed = await stored(harness, "turn01")
+    assert diagnosed.cost_usd is not None
+    answer = {"content": "The error rate is 25%."}
+    with FakeOpenAI([answer]) as model:
+        said = HumanReplied(message_sid="SMcost1", sender="+15551230001", body="how bad is it?")
+        await harness.diagnoser(model, **PRICES).on_human_reply(said)
+        turn_in = prompt_tokens(model.chat_requests)
+    after = await stored(harness, "turn01")
+    assert after.tokens_in == diagnosed.tokens_in + turn_in
+    assert after.tokens_out > diagnosed.tokens_out
+    assert after.cost_usd is not None and after.cost_usd > diagnosed.cost_usd
+
+
+def test_a_conversation_stored_before_costs_were_recorded_still_reads() -> None:
+    old = {"incident_id": "old001", "group_key": "{}:{}", "title": "t", "tokens_used": 1200}
+    conversation = Conversation.model_validate_json(json.dumps(old))
+    assert (conversation.tokens_in, conversation.tokens_out, conversation.cost_usd) == (0, 0, None)
+    assert "model usage" not in describe(conversation) and "conclusion forced" not in describe(conversation)
