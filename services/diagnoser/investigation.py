@@ -203,6 +203,13 @@ async def diagnose_with_model(
                 account.force("repair")
                 messages += answer_all(reply.message, {final["id"]: repair_request(exc.reason)})
                 continue
+            if missing_location(diagnosis, evidence) and repairs_left > 0:
+                # A small model often leaves the file out although a stack trace names it: asked
+                # once (the prompt's prefix is reused, so this costs only the answer); kept if not.
+                repairs_left -= 1
+                forced = True
+                messages += answer_all(reply.message, {final["id"]: repair_request(LOCATION_MISSING)})
+                continue
             return Investigation(diagnosis, messages, calls_made, tokens)
         if forced:
             break
@@ -223,6 +230,16 @@ async def diagnose_with_model(
                 forced = True
                 account.force("loop")
     raise ModelDidNotConclude(f"no diagnosis after {calls_made} model calls and {tokens} tokens")
+
+
+LOCATION_MISSING = (
+    "affected_file and line are missing although the evidence has a stack trace: "
+    "give the repository path and line number of the faulty statement"
+)
+
+
+def missing_location(diagnosis: Diagnosis, evidence: Evidence) -> bool:
+    return not diagnosis.affected_file and evidence.failing_frame is not None
 
 
 def repair_request(problem: str) -> str:

@@ -189,3 +189,19 @@ async def test_claims_the_evidence_does_not_show_are_marked_and_the_rules_said_b
     assert right.diagnosis.unverified == [] and right.diagnosis.confidence == 0.9
     assert right.diagnosis.rules_view is None
     assert "Diagnosis by the model gpt-test" in format_diagnosis(right)
+
+
+async def test_a_diagnosis_without_the_file_a_stack_trace_names_is_asked_for_it_once(
+    harness: Harness,
+) -> None:
+    standard_tools(harness)
+    with FakeOpenAI([conclude(affected_file=None, line=None), conclude()]) as model:
+        await harness.diagnoser(model).on_alert_firing(alert_group(incident_id="srv015"))
+        repair = model.chat_requests[1]["messages"][-1]
+    assert repair["role"] == "tool" and "affected_file and line are missing" in repair["content"]
+    with FakeOpenAI([conclude(affected_file=None, line=None)]) as model:
+        await harness.diagnoser(model).on_alert_firing(alert_group(incident_id="srv016"))
+        assert len(model.chat_requests) == 2  # asked once; the answer without a file is kept
+    first, second = (e["diagnosis"] for e in await diagnosed(harness))
+    assert (first["method"], first["affected_file"], first["line"]) == ("model", "checkout/payments.py", 31)
+    assert second["method"] == "model" and second["affected_file"] is None
