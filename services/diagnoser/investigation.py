@@ -3,8 +3,10 @@
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from pydantic import ValidationError
@@ -203,6 +205,8 @@ async def diagnose_with_model(
                 account.force("repair")
                 messages += answer_all(reply.message, {final["id"]: repair_request(exc.reason)})
                 continue
+            if missing_location(diagnosis, evidence):
+                diagnosis = located_from_evidence(diagnosis, evidence) or diagnosis
             if missing_location(diagnosis, evidence) and repairs_left > 0:
                 # A small model often leaves the file out although a stack trace names it: asked
                 # once (the prompt's prefix is reused, so this costs only the answer); kept if not.
@@ -240,6 +244,27 @@ LOCATION_MISSING = (
 
 def missing_location(diagnosis: Diagnosis, evidence: Evidence) -> bool:
     return not diagnosis.affected_file and evidence.failing_frame is not None
+
+
+def located_from_evidence(diagnosis: Diagnosis, evidence: Evidence) -> Diagnosis | None:
+    """The diagnosis with the failing frame's file and line when the model's own words name that
+    frame (its file name, or "line N") but its file field is empty, as a small model often leaves
+    it: no repair round (on a CPU model, minutes) for what it already said. The path is where the
+    code was found in the repository when it was fetched, else the frame's. None otherwise: a
+    location the model did not speak of is never put in its mouth."""
+    frame = evidence.failing_frame
+    if diagnosis.affected_file or frame is None:
+        return None
+    said = " ".join([diagnosis.root_cause, diagnosis.suggested_fix, *diagnosis.evidence]).lower()
+    name = PurePosixPath(frame.lookup_path.replace("\\", "/")).name.lower()
+    names_file = bool(name) and name in said
+    names_line = frame.line is not None and re.search(rf"\bline {frame.line}\b", said) is not None
+    if not (names_file or names_line):
+        return None
+    window = evidence.code_window
+    fetched = window is not None and frame == evidence.frame
+    path = window.path if window is not None and fetched else frame.lookup_path
+    return diagnosis.model_copy(update={"affected_file": path, "line": frame.line})
 
 
 def repair_request(problem: str) -> str:

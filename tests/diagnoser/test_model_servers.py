@@ -205,3 +205,23 @@ async def test_a_diagnosis_without_the_file_a_stack_trace_names_is_asked_for_it_
     first, second = (e["diagnosis"] for e in await diagnosed(harness))
     assert (first["method"], first["affected_file"], first["line"]) == ("model", "checkout/payments.py", 31)
     assert second["method"] == "model" and second["affected_file"] is None
+
+
+async def test_a_diagnosis_that_names_the_frame_only_in_words_gets_its_location_without_a_repair(
+    harness: Harness,
+) -> None:
+    # The 1.5B local model wrote "line 31 in payments.py" in its root cause and left the file
+    # field empty: the stack frame it spoke of fills the field, with no second (slow) round.
+    standard_tools(harness)
+    worded = conclude(affected_file=None, line=None, root_cause="KeyError at line 31 in payments.py")
+    with FakeOpenAI([worded]) as model:
+        await harness.diagnoser(model).on_alert_firing(alert_group(incident_id="srv017"))
+        assert len(model.chat_requests) == 1
+    # A root cause that speaks of no frame is not given one.
+    silent = conclude(affected_file=None, line=None, root_cause="Orders arrive without a currency")
+    with FakeOpenAI([silent, silent]) as model:
+        await harness.diagnoser(model).on_alert_firing(alert_group(incident_id="srv018"))
+    first, second = (e["diagnosis"] for e in await diagnosed(harness))
+    assert (first["method"], first["affected_file"], first["line"]) == ("model", "checkout/payments.py", 31)
+    assert first["unverified"] == []
+    assert second["affected_file"] is None
