@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install
+.PHONY: demo test test-model lint install
 
 $(BIN)/oncall: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,12 @@ demo: install
 	$(BIN)/oncall demo
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not model"
+
+# The model path against the real local model (scripts/local_model/ builds and fetches it; about
+# 10 minutes on 2 cores, one test at a time).
+test-model: install
+	$(BIN)/python -m pytest -q -m model tests/model
 
 lint: install
 	$(BIN)/ruff check services tests bench
