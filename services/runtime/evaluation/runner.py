@@ -35,6 +35,7 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from services.runtime.environment import PRODUCT_ENV_PREFIXES
 from services.runtime.evaluation.backend import EvalBackend
 from services.runtime.evaluation.scenarios import Scenario
 from services.runtime.evaluation.scoring import said_first, score
@@ -53,24 +54,6 @@ PARTS_TIMEOUT_SECONDS = 5.0
 EVENT_GRACE_SECONDS = 3.0
 DEFAULT_MODEL_BASE_URL = "https://api.openai.com/v1"
 
-# Every setting the product reads (README, "Settings"); the product under evaluation gets only the
-# ones the runner sets, plus the model's on the model path.
-PRODUCT_PREFIXES = (
-    "NATS_",
-    "ONCALL_",
-    "INGEST_",
-    "OPENAI_",
-    "TWILIO_",
-    "USER_WHATSAPP",
-    "PUBLIC_BASE",
-    "JIRA_",
-    "GITHUB_",
-    "LB_URL",
-    "LOKI_URL",
-    "PROM_URL",
-    "CODE_DIR",
-    "ALERTMANAGER_",
-)
 MODEL_SETTINGS = (
     "ONCALL_MAX_ROUNDS",
     "ONCALL_TOKEN_BUDGET",
@@ -131,7 +114,8 @@ def product_command() -> list[str]:
 
 
 def product_environment(backend_url: str, code_dir: Path, token: str, model: bool) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith(PRODUCT_PREFIXES)}
+    # Only what the runner sets reaches the product (plus the model's settings on the model path).
+    env = {name: value for name, value in os.environ.items() if not name.startswith(PRODUCT_ENV_PREFIXES)}
     env.update(
         {
             "INGEST_TOKEN": token,
