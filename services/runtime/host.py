@@ -181,8 +181,9 @@ class Host:
                     serving.result()
                     raise HttpServerError("the HTTP server stopped during start-up")
                 await asyncio.sleep(0.01)
-            if self._intake is not None:
-                await self._intake_ready(self._intake)
+            if self._intake is not None and not await self._intake_ready_unless_stopped(serving):
+                await serving  # stopped (or failed) while the intake was starting: no start-up line
+                return
             log.info(
                 "serving %s on %s (NATS %s)",
                 ", ".join(self.services),
@@ -210,6 +211,21 @@ class Host:
         """The intake process on the public socket."""
         self._intake = start_intake(public, self.nats_url, f"http://127.0.0.1:{own_port}")
         public.close()  # the child has its copy: this process must not accept on it
+
+    async def _intake_ready_unless_stopped(self, serving: asyncio.Task[None]) -> bool:
+        """True when the intake process is ready; False when this process's HTTP server ended
+        first (a SIGTERM during start-up). The intake's /readyz covers this process too, so after
+        a stop it would never turn ready: waiting for it alone hung the stop for 30 s."""
+        assert self._intake is not None
+        ready = asyncio.create_task(self._intake_ready(self._intake))
+        await asyncio.wait({ready, serving}, return_when=asyncio.FIRST_COMPLETED)
+        if ready.done():
+            ready.result()
+            return True
+        ready.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ready
+        return False
 
     async def _intake_ready(self, intake: subprocess.Popen[bytes]) -> None:
         """Waits for the intake process; from then on this one stops when it dies."""

@@ -51,6 +51,9 @@ def test_an_idle_local_mode_logs_no_error_for_a_minute(tmp_path: Path) -> None:
     assert code == 0
 
 
+# Each run starts `oncall up` (two processes since the intake has its own) and stops it: the
+# repetitions count, not the time, so the test may take longer than the suite's 120 s default.
+@pytest.mark.timeout(SIGTERM_RUNS * 30)
 def test_sigterm_to_the_process_group_stops_cleanly_every_time(tmp_path: Path) -> None:
     """The embedded nats-server gets the group's SIGTERM too unless it is kept out of the group:
     the broker then stops against a dead server (ConnectionReconnectingError traceback) or hangs."""
