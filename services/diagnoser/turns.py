@@ -20,7 +20,7 @@ from services.contracts.tool_results import ErrorRateResult
 from services.contracts.tools import CreateJiraTicketArgs, SilenceAlertArgs
 from services.diagnoser.costs import Spend
 from services.diagnoser.investigation import READ_TOOL_NAMES, run_read_tools
-from services.diagnoser.model import ModelClient
+from services.diagnoser.model import ModelClient, ModelError
 from services.diagnoser.prompts import HUMAN_TURN_SYSTEM_PROMPT, incident_context
 from services.diagnoser.replies import HELP_TEXT, not_understood, parse_reply
 from services.diagnoser.settings import DiagnoserSettings
@@ -218,6 +218,12 @@ def status_text(conversation: Conversation, data: Any, result: Any) -> str:
 
 
 WRITE_TOOL_NAMES = frozenset(spec.name for spec in tools.WRITE_TOOLS)
+ANSWER_IN_WORDS = "Answer the engineer now in one or two plain sentences, using the tool results above."
+
+
+def has_words(text: str) -> bool:
+    """False for what a small model says when it has nothing to say: "", "{}", "[]", "null"."""
+    return any(ch.isalpha() for ch in text) and text.strip("`\n ").lower() not in ("null", "none")
 
 
 async def model_turn(
@@ -238,6 +244,7 @@ async def model_turn(
     spend = Spend(model.prices)
     outcome = TurnOutcome(spend=spend)
     deadline = model.deadline()  # the turn's model time, every round and retry included
+    nudged = False
     for _ in range(MAX_TURN_ROUNDS):
         answered = await model.complete(messages, offered, "auto", deadline)
         spend.add(answered.prompt_tokens, answered.completion_tokens)
@@ -246,7 +253,17 @@ async def model_turn(
         calls = message.get("tool_calls") or []
         if not calls:
             content = (message.get("content") or "").strip()
-            outcome.answer = content or "\n".join(outcome.notes) or not_understood(reply.body)
+            if not has_words(content) and not outcome.notes and not nudged:
+                # A small model sometimes answers a tool result with "{}": asked once more in
+                # plain words (the prompt's prefix is reused, so this costs only the answer).
+                nudged = True
+                messages.append({"role": "user", "content": ANSWER_IN_WORDS})
+                continue
+            if not has_words(content) and not outcome.notes:
+                # Nothing was done (a write leaves a note) and nothing said: the rules answer.
+                raise ModelError(f"the model answered without words: {content[:40]!r}", reason="no_words")
+            words = content if has_words(content) else "\n".join(outcome.notes)
+            outcome.answer = words or not_understood(reply.body)
             return outcome
         write_calls = [c for c in calls if c["function"]["name"] in WRITE_TOOL_NAMES]
         read_calls = [c for c in calls if c not in write_calls]

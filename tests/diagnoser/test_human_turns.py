@@ -121,3 +121,34 @@ async def test_a_failing_model_in_a_human_turn_falls_back_to_the_rules(harness: 
         await harness.diagnoser(fake).on_human_reply(reply("create jira task and assign to Ravi", "SM12"))
     (ticket,) = await harness.published(subjects.TICKETS_REQUESTED)
     assert ticket["assignee"] == "Ravi"
+
+
+def wordless_after_tools(answers: list[str]) -> Any:
+    """A small model's habit (seen with Qwen2.5-Coder 1.5B in llama.cpp): the tool is called,
+    then its result is answered with "{}"; `answers` are its replies after the tool result."""
+    replies = iter(answers)
+
+    def model(request: dict[str, Any]) -> dict[str, Any]:
+        if not any(m["role"] == "tool" for m in request["messages"]):
+            return {"tool_calls": [tool_call("compute_error_rate", {"service": "checkout"})]}
+        return {"content": next(replies)}
+
+    return model
+
+
+async def test_a_wordless_answer_is_asked_for_again_in_words(harness: Harness) -> None:
+    await open_incident(harness, "hum008")
+    with FakeOpenAI([wordless_after_tools(["{}", "The error rate is 12.3% now."])]) as fake:
+        await harness.diagnoser(fake).on_human_reply(reply("what's the error rate now?", "SM13"))
+        asked_again = fake.chat_requests[-1]["messages"][-1]
+    assert asked_again["role"] == "user" and "plain sentences" in asked_again["content"]
+    assert await texts(harness) == ["The error rate is 12.3% now."]
+
+
+async def test_a_model_that_stays_wordless_is_replaced_by_the_rules_answer(harness: Harness) -> None:
+    await open_incident(harness, "hum009")
+    with FakeOpenAI([wordless_after_tools(["{}", "```\n[]\n```"])]) as fake:
+        await harness.diagnoser(fake).on_human_reply(reply("what's the error rate now?", "SM14"))
+        assert len(fake.chat_requests) == 3  # the call, "{}", the second try; then no more
+    (answer,) = await texts(harness)
+    assert "12.3%" in answer and "{}" not in answer
