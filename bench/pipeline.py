@@ -8,6 +8,13 @@ WhatsApp message. Also printed: model calls per diagnosis, and the prompt tokens
 compared with the raw logs the seed sent (tokens approximated as 4 characters each, for both).
 
     .venv/bin/python -m bench.pipeline [--incidents 200]
+
+With `--model-url` the model is a real OpenAI-compatible server instead (issue 13: the local
+1.5B in llama-server), given the settings the README's "Run with a local model" gives; then each
+latency is to the model's diagnosis on WhatsApp, and the rules' "still investigating" first look
+is timed too:
+
+    .venv/bin/python -m bench.pipeline --model-url http://127.0.0.1:8081/v1 --incidents 5
 """
 
 import argparse
@@ -59,7 +66,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--incidents", type=int, default=200)
     parser.add_argument("--log-seconds", type=int, default=300, help="demo log tail length (~2 lines/s)")
+    parser.add_argument("--model-url", help="a real OpenAI-compatible server (base URL ending in /v1)")
+    parser.add_argument("--model-name", default="local", help="with --model-url: the model's name")
     args = parser.parse_args()
+    if args.model_url:
+        run_with_model(args)
+        return
 
     now = datetime.now(UTC)
     log_lines = demo.demo_log_lines(now, seconds=args.log_seconds)
@@ -73,25 +85,10 @@ def main() -> None:
             FakeOpenAI([conclude]) as model,
             FakeTwilio() as twilio,
         ):
-            settings = {
-                "INGEST_TOKEN": TOKEN,
-                "ONCALL_DATA_DIR": str(Path(tmp) / "state"),
-                "LB_URL": logs.url,
-                "PROM_URL": prometheus.url,
-                "GITHUB_API_URL": github.url,
-                "GITHUB_TOKEN": github.token,
-                "GITHUB_OWNER": "acme",
-                "GITHUB_REPO": "inventory",
+            settings = backend_settings(tmp, logs, prometheus, github, twilio) | {
                 "OPENAI_API_KEY": model.api_key,
                 "OPENAI_BASE_URL": model.url + "/v1",
                 "OPENAI_MODEL": "bench",
-                "TWILIO_ACCOUNT_SID": twilio.account_sid,
-                "TWILIO_AUTH_TOKEN": twilio.auth_token,
-                "TWILIO_WHATSAPP_NUMBER": "+14155238886",
-                "TWILIO_API_BASE_URL": twilio.url,
-                "USER_WHATSAPP_NUMBER": ON_CALL,
-                "PUBLIC_BASE_URL": "https://oncall.example.com",
-                "ONCALL_LOG_LEVEL": "WARNING",
             }
             with oncall_up(settings, Path(tmp)) as oncall, httpx.Client(timeout=30) as client:
                 latencies = run(client, oncall.url, twilio, args.incidents, now)
@@ -118,6 +115,28 @@ def main() -> None:
         f"(incidents={args.incidents}, one after another, instant fakes, 1 on-call number, "
         f"{len(log_lines)} log lines)"
     )
+
+
+def backend_settings(
+    tmp: str, logs: FakeLogs, prometheus: FakePrometheus, github: FakeGitHub, twilio: FakeTwilio
+) -> dict[str, str]:
+    return {
+        "INGEST_TOKEN": TOKEN,
+        "ONCALL_DATA_DIR": str(Path(tmp) / "state"),
+        "LB_URL": logs.url,
+        "PROM_URL": prometheus.url,
+        "GITHUB_API_URL": github.url,
+        "GITHUB_TOKEN": github.token,
+        "GITHUB_OWNER": "acme",
+        "GITHUB_REPO": "inventory",
+        "TWILIO_ACCOUNT_SID": twilio.account_sid,
+        "TWILIO_AUTH_TOKEN": twilio.auth_token,
+        "TWILIO_WHATSAPP_NUMBER": "+14155238886",
+        "TWILIO_API_BASE_URL": twilio.url,
+        "USER_WHATSAPP_NUMBER": ON_CALL,
+        "PUBLIC_BASE_URL": "https://oncall.example.com",
+        "ONCALL_LOG_LEVEL": "WARNING",
+    }
 
 
 # Samples of the backends' round trips, each the median of this many.
@@ -166,21 +185,93 @@ def backend_floor(
     return total
 
 
+def post_incident(client: httpx.Client, url: str, template: dict[str, Any], n: int) -> tuple[str, float]:
+    """Posts the demo alert as a new group; (its incident id, when it was sent)."""
+    hook = copy.deepcopy(template)
+    hook["groupKey"] = f'{{}}:{{alertname="HighErrorRate", service="inventory-{n}"}}'
+    for alert in hook["alerts"]:
+        alert["fingerprint"] = f"{n:016x}"
+    sent = time.monotonic()
+    response = client.post(url + "/alerts", json=hook, headers={"Authorization": f"Bearer {TOKEN}"})
+    return response.json()["incident_ids"][0], sent
+
+
 def run(client: httpx.Client, url: str, twilio: FakeTwilio, incidents: int, now: datetime) -> list[float]:
     template = demo.demo_alert_webhook(now)
     latencies = []
     for n in range(incidents):
-        hook = copy.deepcopy(template)
-        hook["groupKey"] = f'{{}}:{{alertname="HighErrorRate", service="inventory-{n}"}}'
-        for alert in hook["alerts"]:
-            alert["fingerprint"] = f"{n:016x}"
-        sent = time.monotonic()
-        response = client.post(url + "/alerts", json=hook, headers={"Authorization": f"Bearer {TOKEN}"})
-        incident = response.json()["incident_ids"][0]
-        twilio.wait_for(lambda t, tag=f"#{incident}": any(tag in m["Body"] for m in t.messages), timeout=30)
+        incident, sent = post_incident(client, url, template, n)
+        tag = f"#{incident}"
+
+        def arrived_for(t: FakeTwilio, tag: str = tag) -> bool:
+            return any(tag in m["Body"] for m in t.messages)
+
+        twilio.wait_for(arrived_for, timeout=30)
         arrived = next(r.started_at for r in twilio.requests if f"%23{incident}" in r.body.decode())
         latencies.append(arrived - sent)
     return latencies
+
+
+# What the README's "Run with a local model" tells a user of a slow CPU server to set.
+LOCAL_MODEL_SETTINGS = {
+    "ONCALL_MODEL_CONTEXT_TOKENS": "8192",
+    "ONCALL_OPENAI_TIMEOUT_SECONDS": "600",
+    "ONCALL_MODEL_BUDGET_SECONDS": "900",
+    "ONCALL_MODEL_MAX_OUTPUT_TOKENS": "512",
+    "ONCALL_MAX_ROUNDS": "1",
+    "ONCALL_MAX_CONCURRENT_DIAGNOSES": "1",
+}
+MODEL_WAIT_SECONDS = 1200.0
+
+
+def run_with_model(args: argparse.Namespace) -> None:
+    """POST /alerts -> the model's diagnosis on WhatsApp, one incident after another."""
+    now = datetime.now(UTC)
+    log_lines = demo.demo_log_lines(now, seconds=args.log_seconds)
+    template = demo.demo_alert_webhook(now)
+    rows: list[tuple[str, float, float, bool]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        code_dir = demo.install_demo_code(Path(tmp) / "code")
+        source = (code_dir / demo.DEMO_BUGGY_FILE).read_text()
+        with (
+            FakeLogs(log_lines) as logs,
+            FakePrometheus(lambda q: 4.6 if "errors" in q else 19.8) as prometheus,
+            FakeGitHub(owner="acme", repo="inventory", files={demo.DEMO_BUGGY_FILE: source}) as github,
+            FakeTwilio() as twilio,
+        ):
+            settings = backend_settings(tmp, logs, prometheus, github, twilio) | LOCAL_MODEL_SETTINGS
+            settings |= {"OPENAI_API_KEY": "local", "OPENAI_BASE_URL": args.model_url}
+            settings["OPENAI_MODEL"] = args.model_name
+            with oncall_up(settings, Path(tmp)) as oncall, httpx.Client(timeout=30) as client:
+                for n in range(args.incidents):
+                    incident, sent = post_incident(client, oncall.url, template, n)
+                    tag = f"#{incident}"
+
+                    def by_model(t: FakeTwilio, tag: str = tag) -> list[dict[str, Any]]:
+                        return [m for m in t.messages if tag in m["Body"] and "by the model" in m["Body"]]
+
+                    def diagnosed(t: FakeTwilio, by_model: Any = by_model) -> bool:
+                        return bool(by_model(t))
+
+                    twilio.wait_for(diagnosed, timeout=MODEL_WAIT_SECONDS)
+                    sent_at = [r.started_at for r in twilio.requests if f"%23{incident}" in r.body.decode()]
+                    body = by_model(twilio)[0]["Body"]
+                    located = f"{demo.DEMO_BUGGY_FILE}:{demo.DEMO_BUGGY_LINE}" in body
+                    rows.append((incident, sent_at[0] - sent, sent_at[-1] - sent, located))
+                    print(
+                        f"  #{incident}: first look {sent_at[0] - sent:.1f} s, the model's diagnosis "
+                        f"{sent_at[-1] - sent:.1f} s, names {demo.DEMO_BUGGY_FILE}:{demo.DEMO_BUGGY_LINE}: "
+                        f"{'yes' if located else 'NO'}",
+                        flush=True,
+                    )
+    model_times = [row[2] for row in rows]
+    print(f"model {args.model_name} at {args.model_url}, {len(rows)} incidents one after another:")
+    print(
+        f"  POST /alerts -> the model's diagnosis on WhatsApp: median {statistics.median(model_times):.1f} s"
+    )
+    print(f"  min {min(model_times):.1f} s, max {max(model_times):.1f} s")
+    print(f"  POST /alerts -> the rules' first look: median {statistics.median(r[1] for r in rows):.1f} s")
+    print(f"  the buggy file and line named: {sum(r[3] for r in rows)}/{len(rows)}")
 
 
 if __name__ == "__main__":

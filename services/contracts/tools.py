@@ -193,10 +193,35 @@ ALL_TOOLS: Final = (*READ_TOOLS, SEND_DIAGNOSIS, *WRITE_TOOLS)
 TOOLS_BY_NAME: Final = {spec.name: spec for spec in ALL_TOOLS}
 
 
+def compact_schema(schema: Any) -> Any:
+    """The same arguments in fewer tokens (a CPU model reads the tools at about 15-45 tokens a
+    second, before every new prompt): no generated titles, and an optional field whose default is
+    null is given as its type alone (leaving it out means null; the arguments' model still takes
+    an explicit null)."""
+    if isinstance(schema, list):
+        return [compact_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    compacted: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key == "properties" and isinstance(value, dict):
+            compacted[key] = {name: compact_schema(field) for name, field in value.items()}
+        else:
+            compacted[key] = compact_schema(value)
+    options = compacted.get("anyOf")
+    if isinstance(options, list) and compacted.get("default", ...) is None:
+        kept = [option for option in options if option != {"type": "null"}]
+        if len(kept) == 1 and len(options) == 2:
+            del compacted["anyOf"], compacted["default"]
+            compacted = {**kept[0], **compacted}
+    return compacted
+
+
 @cache  # pydantic builds a JSON schema in ~0.5 ms: once per process is enough
 def _openai_tool(spec: ToolSpec) -> str:
-    schema = spec.args_model.model_json_schema()
-    schema.pop("title", None)
+    schema = compact_schema(spec.args_model.model_json_schema())
     entry = {
         "type": "function",
         "function": {"name": spec.name, "description": spec.description, "parameters": schema},

@@ -52,3 +52,20 @@ def test_the_model_must_give_what_a_rule_based_diagnosis_may_leave_out() -> None
     schema = Diagnosis.model_json_schema()
     assert schema["required"] == ["root_cause"]
     assert schema["properties"]["priority"]["default"] == "P2"
+
+
+def test_the_tools_are_offered_in_few_tokens_and_take_the_same_arguments() -> None:
+    """A CPU model reads every tool schema before each new prompt: no generated titles, and an
+    optional field given as its type alone; leaving it out, or sending null, still parses."""
+    offered = json.dumps(tools.human_turn_tools() + tools.diagnosis_tools())
+    assert '"title"' not in offered and '{"type": "null"}' not in offered
+    commits = tools.openai_tool(tools.RECENT_COMMITS)["function"]["parameters"]["properties"]
+    assert commits["path"] == {
+        "type": "string",
+        "description": "File or directory, e.g. the file of a stack frame; default: everything",
+    }
+    assert tools.RECENT_COMMITS.args_model.model_validate({}).path is None
+    assert tools.RECENT_COMMITS.args_model.model_validate({"path": None}).path is None
+    # A property named "title" is a field, not a generated title: it stays.
+    nested = {"properties": {"title": {"title": "Title", "type": "string"}}, "title": "Args"}
+    assert tools.compact_schema(nested) == {"properties": {"title": {"type": "string"}}}
