@@ -232,7 +232,7 @@ def latest_commit(evidence: Evidence) -> CommitSummary | None:
 
 def result_for_model(result: ToolResult, max_chars: int) -> str:
     """A tool result as the model reads it (its compact rendering, or the error), capped in size."""
-    text = json.dumps(result.for_model(), default=str, ensure_ascii=False)
+    text = json.dumps(result.for_model(), default=str, ensure_ascii=False, separators=(",", ":"))
     if len(text) > max_chars:
         text = text[:max_chars] + f" …[cut: {len(text) - max_chars} more characters]"
     return text
