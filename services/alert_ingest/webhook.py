@@ -103,11 +103,18 @@ def parse_webhook(body: bytes) -> AlertGroup | Rejection:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         return Rejection(422, f"{where}: {err['msg']}")
-    try:
-        group.to_bytes().decode("utf-8")  # what will be published must be valid UTF-8 JSON
-    except (UnicodeError, ValueError):
-        return Rejection(422, "a string holds an unpaired surrogate (\\ud800-\\udfff): not valid Unicode")
+    if may_hold_surrogates(body):
+        try:
+            group.to_bytes().decode("utf-8")  # what will be published must be valid UTF-8 JSON
+        except (UnicodeError, ValueError):
+            return Rejection(422, "a string holds an unpaired surrogate (\\ud800-\\udfff): not valid Unicode")
     return group
+
+
+def may_hold_surrogates(body: bytes) -> bool:
+    """The body was decoded as strict UTF-8, so a surrogate can only come from a JSON escape
+    (\\ud800-\\udfff); only then is the group serialized to check it."""
+    return b"\\ud" in body or b"\\uD" in body
 
 
 def notification_id(group: AlertGroup) -> str:

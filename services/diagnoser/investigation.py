@@ -17,7 +17,7 @@ from services.diagnoser import metrics
 from services.diagnoser.costs import Prices, Spend, over_limit
 from services.diagnoser.evidence import Evidence, result_for_model
 from services.diagnoser.loops import LoopWatch, loop_note
-from services.diagnoser.model import ModelClient, ModelError, diagnosis_call
+from services.diagnoser.model import ASK_TO_CONCLUDE, ModelClient, ModelError, diagnosis_call
 from services.diagnoser.prompts import DIAGNOSIS_SYSTEM_PROMPT, alert_message
 from services.diagnoser.toolcalls import ToolCaller, call_key
 
@@ -141,7 +141,6 @@ class Investigation:
 
 
 REPAIR_ROUNDS = 1
-ASK_TO_CONCLUDE = "Conclude now by calling send_diagnosis."
 
 
 async def diagnose_with_model(
@@ -178,6 +177,7 @@ async def diagnose_with_model(
     calls_made = 0
     repairs_left = REPAIR_ROUNDS
     forced = False
+    offered_last = False  # whether the previous request offered `offered` (its prompt is cached)
     while calls_made < max_rounds + REPAIR_ROUNDS:
         spent_usd = account.spend.cost_usd
         incident_usd = None if spent_usd is None else spent_usd + earlier_cost_usd
@@ -186,9 +186,10 @@ async def diagnose_with_model(
             forced = True
             account.force(reason)
         if forced:
-            reply = await model.conclude(messages, offered, deadline)
+            reply = await model.conclude(messages, offered, deadline, keep_tools=offered_last)
         else:
             reply = await model.complete(messages, offered, "auto", deadline)
+        offered_last = not forced or model.asked_concludes is True
         calls_made += 1
         tokens += reply.tokens
         account.spend.add(reply.prompt_tokens, reply.completion_tokens)

@@ -73,6 +73,13 @@ class ModelReply:
     cut_chars: int = 0  # tool output left out of the request to fit the context
     completion_tokens: int = 0
 
+    def plus_tokens_of(self, other: "ModelReply") -> "ModelReply":
+        """This reply, counting an attempt whose answer was not used as well."""
+        self.tokens += other.tokens
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        return self
+
 
 # How the server is made to conclude with send_diagnosis, in the order tried. "required": only
 # send_diagnosis offered, tool_choice "required" (llama.cpp ignores tool_choice naming a function
@@ -125,6 +132,8 @@ class ModelClient:
         # What this server honours to force the conclusion, once known (learnt at the first
         # forced step, kept for the process's life).
         self.force_mode: ForceMode | None = None
+        # Whether it concludes when asked with the tools kept (None: not tried yet).
+        self.asked_concludes: bool | None = None
         self._timeout = settings.openai_timeout_seconds
         self._client = AsyncOpenAI(
             api_key=settings.openai_api_key.get_secret_value(),
@@ -223,11 +232,37 @@ class ModelClient:
                 await asyncio.sleep(wait)
 
     async def conclude(
-        self, messages: list[dict[str, Any]], offered: list[dict[str, Any]], deadline: float
+        self,
+        messages: list[dict[str, Any]],
+        offered: list[dict[str, Any]],
+        deadline: float,
+        keep_tools: bool = False,
     ) -> ModelReply:
         """The model's forced last answer: a send_diagnosis call, by whichever way this server
         honours (tried in FORCE_MODES order until one gives the call, then remembered). The reply
-        may still hold no call when none works; the caller then falls back."""
+        may still hold no call when none works; the caller then falls back.
+
+        `keep_tools`: the previous request offered `offered`. Then it is first asked to conclude
+        with the same tools (tool_choice "required"): the server still holds that prompt, so
+        only the question is read; every FORCE_MODE changes the tools, at the prompt's start,
+        and a CPU server reads the whole prompt again (minutes). Given up for this process as
+        soon as the model answers it with another tool."""
+        if keep_tools and self.asked_concludes is not False:
+            # A repair round already says what to send again; any other round is asked to conclude.
+            question = [] if repairs_a_diagnosis(messages) else [CONCLUDE_NOW]
+            asked = await self.complete([*messages, *question], offered, "required", deadline)
+            if diagnosis_call(asked.message) is not None:
+                self.asked_concludes = True
+                return asked
+            self.asked_concludes = False
+            log.info("the model at %s called another tool when asked to conclude", self.host)
+            reply = await self._conclude_forced(messages, offered, deadline)
+            return reply.plus_tokens_of(asked)
+        return await self._conclude_forced(messages, offered, deadline)
+
+    async def _conclude_forced(
+        self, messages: list[dict[str, Any]], offered: list[dict[str, Any]], deadline: float
+    ) -> ModelReply:
         modes = (self.force_mode,) if self.force_mode else FORCE_MODES
         reply: ModelReply | None = None
         for mode in modes:
@@ -273,6 +308,14 @@ class ModelClient:
 
 
 FORCE_DIAGNOSIS = {"type": "function", "function": {"name": tools.SEND_DIAGNOSIS.name}}
+ASK_TO_CONCLUDE = "Conclude now by calling send_diagnosis."
+CONCLUDE_NOW = {"role": "user", "content": ASK_TO_CONCLUDE}
+
+
+def repairs_a_diagnosis(messages: list[dict[str, Any]]) -> bool:
+    """Whether the conversation ends with the answer to a send_diagnosis call (a repair request)."""
+    last_call = next((m for m in reversed(messages) if m.get("role") == "assistant"), None)
+    return messages[-1].get("role") == "tool" and last_call is not None and bool(diagnosis_call(last_call))
 
 
 def diagnosis_call(message: dict[str, Any]) -> dict[str, Any] | None:

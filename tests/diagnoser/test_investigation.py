@@ -154,11 +154,13 @@ async def test_a_model_that_never_concludes_is_forced_then_replaced_by_rules(har
     with FakeOpenAI([{"tool_calls": [tool_call("fetch_logs", {"service": "checkout"})]}]) as model:
         await harness.diagnoser(model, max_rounds=3).on_alert_firing(alert_group(incident_id="inv004"))
         requests = model.chat_requests
-    # Two free rounds, then each way of forcing the conclusion once: only send_diagnosis offered
-    # with tool_choice "required", the diagnosis's JSON schema, tool_choice naming the function.
-    assert len(requests) == 5
+    # Two free rounds, then asked to conclude with the same tools, then each way of forcing the
+    # conclusion once: only send_diagnosis offered with tool_choice "required", the diagnosis's
+    # JSON schema, tool_choice naming the function.
+    assert len(requests) == 6
     assert all(r["tool_choice"] == "auto" for r in requests[:2])
-    required, schema, named = requests[2:]
+    asked, required, schema, named = requests[2:]
+    assert asked["tool_choice"] == "required" and asked["tools"] == requests[1]["tools"]
     assert required["tool_choice"] == "required"
     assert [t["function"]["name"] for t in required["tools"]] == ["send_diagnosis"]
     assert schema["response_format"]["type"] == "json_schema" and "tools" not in schema
@@ -205,7 +207,9 @@ async def test_the_token_budget_forces_the_conclusion(harness: Harness) -> None:
         usage_first = model.chat_requests
     assert len(usage_first) == 2
     assert usage_first[1]["tool_choice"] == "required"
-    assert [t["function"]["name"] for t in usage_first[1]["tools"]] == ["send_diagnosis"]
+    # Asked to conclude with the same tools (the prompt the server holds), which it did.
+    assert usage_first[1]["tools"] == usage_first[0]["tools"]
+    assert "send_diagnosis" in usage_first[1]["messages"][-1]["content"]
 
 
 async def test_instructions_inside_logs_never_become_actions(harness: Harness) -> None:

@@ -46,9 +46,35 @@ async def test_a_server_ignoring_a_named_tool_choice_concludes_with_only_send_di
     events = await diagnosed(harness)
     assert [e["diagnosis"]["method"] for e in events] == ["model", "model"]
     forced = [r for r in requests if r["tool_choice"] != "auto"]
-    assert [r["tool_choice"] for r in forced] == ["required", "required"]
-    assert all(offered(r) == SEND_DIAGNOSIS_ONLY for r in forced)
+    assert [r["tool_choice"] for r in forced] == ["required", "required", "required"]
+    # First asked with the tools kept (the cached prompt); it called fetch_logs, so that is not
+    # tried again: from then on only send_diagnosis is offered.
+    assert offered(forced[0]) != SEND_DIAGNOSIS_ONLY and forced[0]["messages"][-1]["role"] == "user"
+    assert all(offered(r) == SEND_DIAGNOSIS_ONLY for r in forced[1:])
     assert all("response_format" not in r for r in requests)
+
+
+async def test_a_model_asked_to_conclude_with_the_tools_kept_reads_only_the_question(
+    harness: Harness,
+) -> None:
+    """The forced round keeps the earlier round's tools when the model complies: the server's
+    cached prompt is then the new one's prefix (llama.cpp: seconds instead of minutes on a CPU)."""
+    standard_tools(harness)
+
+    def server(request: dict[str, Any]) -> dict[str, Any]:
+        if request["messages"][-1]["role"] == "user" and request.get("tool_choice") == "required":
+            return conclude()
+        return {"tool_calls": [tool_call("fetch_logs", {"service": "checkout"})]}
+
+    with FakeOpenAI([server]) as model:
+        diagnoser = harness.diagnoser(model, max_rounds=2)
+        await diagnoser.on_alert_firing(alert_group(incident_id="srv010"))
+        free, forced = model.chat_requests
+    (event,) = await diagnosed(harness)
+    assert event["diagnosis"]["method"] == "model" and event["diagnosis"]["line"] == 31
+    assert offered(forced) == offered(free) and forced["tool_choice"] == "required"
+    assert forced["messages"][: len(free["messages"])] == free["messages"]  # the cached prefix
+    assert diagnoser.model is not None and diagnoser.model.asked_concludes is True
 
 
 async def test_a_server_refusing_required_is_forced_by_json_schema_and_that_is_remembered(
