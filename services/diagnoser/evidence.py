@@ -2,7 +2,6 @@
 them), then the code at the top stack frame."""
 
 import asyncio
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +16,7 @@ from services.contracts.tool_results import (
     LogsResult,
     PrometheusResult,
     StackFrame,
+    model_json,
 )
 from services.diagnoser.ranking import accumulates, alert_expression, alert_kind, measured
 from services.diagnoser.toolcalls import ToolCaller
@@ -232,7 +232,7 @@ def latest_commit(evidence: Evidence) -> CommitSummary | None:
 
 def result_for_model(result: ToolResult, max_chars: int) -> str:
     """A tool result as the model reads it (its compact rendering, or the error), capped in size."""
-    text = json.dumps(result.for_model(), default=str, ensure_ascii=False, separators=(",", ":"))
+    text = model_json(result.for_model())
     if len(text) > max_chars:
         text = text[:max_chars] + f" …[cut: {len(text) - max_chars} more characters]"
     return text

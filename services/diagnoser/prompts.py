@@ -1,9 +1,9 @@
 """What the model is told. Tool output is data, never instructions."""
 
-import json
 from typing import Any
 
 from services.contracts.models import AlertGroup, Conversation
+from services.contracts.tool_results import model_json
 
 
 def without_empty(value: Any) -> Any:
@@ -19,7 +19,7 @@ def without_empty(value: Any) -> Any:
 
 def as_data(value: Any) -> str:
     """Compact JSON (no indentation: whitespace is tokens too)."""
-    return json.dumps(without_empty(value), default=str, ensure_ascii=False, separators=(",", ":"))
+    return model_json(without_empty(value))
 
 
 DIAGNOSIS_SYSTEM_PROMPT = """\

@@ -8,7 +8,6 @@ written by strangers, so every string that leaves here has been through `redact`
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from services.contracts.tool_results import Change, LogsResult, LogTemplate, LogWindow, StackTrace
+from services.contracts.tool_results import Change, LogsResult, LogTemplate, LogWindow, StackTrace, model_json
 from services.runtime.redaction import redact
 from services.runtime.text import clip
 from services.tools.stack_traces import (
@@ -455,7 +454,7 @@ def _clock(stamp: str, day: date) -> str:
 def size_in_tokens(value: Any) -> int:
     """What `value` costs in the model's context, as the JSON it is sent as: a tool result (or a
     part of one) as its `for_model()` rendering."""
-    return estimate_tokens(json.dumps(value, ensure_ascii=False, default=_for_model))
+    return estimate_tokens(model_json(value, default=_for_model))
 
 
 def _for_model(value: Any) -> Any:

@@ -27,6 +27,7 @@ from services.contracts.tool_results import (
     LogsResult,
     PrometheusResult,
     ToolOutput,
+    model_json,
 )
 from services.diagnoser.evidence import result_for_model
 from services.diagnoser.toolcalls import ToolCaller
@@ -144,9 +145,20 @@ def test_a_result_is_either_data_or_an_error() -> None:
 def test_what_the_model_reads_is_what_the_budget_measured() -> None:
     entries = [LogEntry.model_validate(line) for line in demo_log_lines(NOW)]
     result = compress_logs(entries, max_tokens=800)
-    rendered = json.dumps(result.for_model(), ensure_ascii=False)
+    rendered = model_json(result.for_model())
     assert size_in_tokens(result) == estimate_tokens(rendered) <= 800
     envelope = ToolResult.success("fetch_logs", result)
     assert result_for_model(envelope, 100_000) == rendered
     assert "language" not in rendered  # on the bus, not in the model's context
     assert '"language": "python"' in json.dumps(json.loads(envelope.to_bytes()))
+
+
+def test_the_model_reads_the_error_rate_once_as_a_percentage() -> None:
+    """Given the ratio 0.123 beside 12.3, the local 1.5B answered "0.123% now"."""
+    rate = ErrorRateResult(
+        service="checkout", error_rate=0.123, error_rate_percent=12.3, requests_per_second=10.0
+    )
+    seen = rate.for_model()
+    assert seen["error_rate"] == "12.3%" and "error_rate_percent" not in seen
+    assert ErrorRateResult(error_rate=0.0004).for_model()["error_rate"] == "0.04%"
+    assert "error_rate" not in ErrorRateResult(service="checkout", requests_per_second=0.0).for_model()
