@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from services.contracts import tools
 from services.contracts.models import AlertGroup, Diagnosis, SendDiagnosisArgs
+from services.contracts.tool_results import StackFrame
 from services.diagnoser import metrics
 from services.diagnoser.costs import Prices, Spend, over_limit
 from services.diagnoser.evidence import Evidence, result_for_model
@@ -260,12 +261,23 @@ def located_from_evidence(diagnosis: Diagnosis, evidence: Evidence) -> Diagnosis
     name = PurePosixPath(frame.lookup_path.replace("\\", "/")).name.lower()
     names_file = bool(name) and name in said
     names_line = frame.line is not None and re.search(rf"\bline {frame.line}\b", said) is not None
-    if not (names_file or names_line):
+    if not (names_file or names_line or names_function(frame, name, said)):
         return None
     window = evidence.code_window
     fetched = window is not None and frame == evidence.frame
     path = window.path if window is not None and fetched else frame.lookup_path
     return diagnosis.model_copy(update={"affected_file": path, "line": frame.line})
+
+
+def names_function(frame: StackFrame, file_name: str, said: str) -> bool:
+    """Whether `said` names the frame's function together with its file's stem ("the `total`
+    method in the `Cart` class" for Cart.total in Cart.java): a function name alone may be a
+    common word."""
+    function = re.split(r"[.:/\\#]", frame.function)[-1].lower()
+    stem = PurePosixPath(file_name).stem
+    if len(function) < 3 or not function.isidentifier() or not stem:
+        return False
+    return all(re.search(rf"\b{re.escape(word)}\b", said) for word in (function, stem))
 
 
 def repair_request(problem: str) -> str:

@@ -11,7 +11,9 @@ from test_investigation import conclude, diagnosed, standard_tools
 
 from services.contracts import subjects
 from services.contracts.models import IncidentDiagnosed
+from services.contracts.tool_results import StackFrame
 from services.diagnoser.context import estimate_tokens
+from services.diagnoser.investigation import names_function
 from services.diagnoser.toolcalls import ToolCaller
 from services.notifier.messages import format_diagnosis
 
@@ -251,3 +253,13 @@ async def test_a_diagnosis_that_names_the_frame_only_in_words_gets_its_location_
     assert (first["method"], first["affected_file"], first["line"]) == ("model", "checkout/payments.py", 31)
     assert first["unverified"] == []
     assert second["affected_file"] is None
+
+
+def test_a_frame_named_by_its_function_and_file_stem_counts_as_named() -> None:
+    # The 1.5B on java-npe-cart-total: "the `total` method in the `Cart` class", file field empty.
+    frame = StackFrame(file="Cart.java", line=57, function="com.shop.Cart.total", language="java")
+    said = "a nullpointerexception in the `total` method in the `cart` class"
+    assert names_function(frame, "cart.java", said)
+    assert not names_function(frame, "cart.java", "the total is wrong")  # the function alone: a word
+    module = StackFrame(file="/app/x.py", line=3, function="<module>", language="python")
+    assert not names_function(module, "x.py", "module x fails")
