@@ -26,6 +26,7 @@ MAX_SHOWN_CHARS = 80
 UNVERIFIED_CONFIDENCE_CAP = 0.4
 # A rule-based answer this sure, naming a file, is said beside a model answer that contradicts it.
 STRONG_RULES_CONFIDENCE = 0.7
+NOTHING_CITED = "the diagnosis cites no file and no line of the evidence"
 
 
 def unverified_claims(diagnosis: Diagnosis, evidence: Evidence, seen: Iterable[str]) -> list[str]:
@@ -41,6 +42,11 @@ def unverified_claims(diagnosis: Diagnosis, evidence: Evidence, seen: Iterable[s
     for quote in diagnosis.evidence:
         if _LOG_MARKERS.search(quote) and not quoted_in(quote, corpus):
             claims.append(f'"{clip(quote.strip(), MAX_SHOWN_CHARS)}"')
+    backed = any(quoted_in(quote, corpus) for quote in diagnosis.evidence if quote.strip())
+    if not diagnosis.affected_file and not backed:
+        # The 1.5B, given nothing to go on, restated the alert as its cause and advised retries,
+        # with confidence: an answer resting on nothing is said to be so.
+        claims.append(NOTHING_CITED)
     return claims
 
 
@@ -54,7 +60,11 @@ def with_claims_checked(
     confidence = min(diagnosis.confidence * 0.5, UNVERIFIED_CONFIDENCE_CAP)
     update: dict[str, Any] = {"unverified": unverified, "confidence": round(confidence, 2)}
     claimed = location(diagnosis.affected_file or "", diagnosis.line)
-    if (
+    if rules is not None and NOTHING_CITED in unverified:
+        # Whatever the rules found (or what they checked and did not find) is all there is.
+        where = f" (`{location(rules.affected_file, rules.line)}`)" if rules.affected_file else ""
+        update["rules_view"] = f"{clip(rules.root_cause.strip(), 300)}{where}"
+    elif (
         rules is not None
         and rules.affected_file
         and rules.confidence >= STRONG_RULES_CONFIDENCE

@@ -263,3 +263,27 @@ def test_a_frame_named_by_its_function_and_file_stem_counts_as_named() -> None:
     assert not names_function(frame, "cart.java", "the total is wrong")  # the function alone: a word
     module = StackFrame(file="/app/x.py", line=3, function="<module>", language="python")
     assert not names_function(module, "x.py", "module x fails")
+
+
+async def test_a_model_answer_resting_on_nothing_is_said_so_with_what_the_rules_checked(
+    harness: Harness,
+) -> None:
+    # Modelled on the 1.5B on no-evidence-quiet-logs: the alert restated as its cause, "increase
+    # the retries" as the fix, no file and nothing quoted, confidence 0.9.
+    standard_tools(harness)
+    restated = conclude(
+        affected_file=None,
+        line=None,
+        root_cause="High error rate on checkout service",
+        evidence=[],
+        suggested_fix="Increase the number of retries for failed requests",
+    )
+    with FakeOpenAI([restated]) as model:
+        await harness.diagnoser(model).on_alert_firing(alert_group(incident_id="srv019"))
+    (event,) = await diagnosed(harness)
+    diagnosis = event["diagnosis"]
+    assert diagnosis["method"] == "model" and diagnosis["confidence"] <= 0.4
+    assert diagnosis["unverified"] == ["the diagnosis cites no file and no line of the evidence"]
+    assert diagnosis["rules_view"]  # what the rules read in the same evidence, beside it
+    shown = format_diagnosis(IncidentDiagnosed.model_validate(event))
+    assert "unverified" in shown and diagnosis["rules_view"][:40] in shown
