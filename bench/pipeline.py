@@ -23,6 +23,8 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,27 +77,18 @@ def main() -> None:
 
     now = datetime.now(UTC)
     log_lines = demo.demo_log_lines(now, seconds=args.log_seconds)
-    with tempfile.TemporaryDirectory() as tmp:
-        code_dir = demo.install_demo_code(Path(tmp) / "code")
-        source = (code_dir / demo.DEMO_BUGGY_FILE).read_text()
-        with (
-            FakeLogs(log_lines) as logs,
-            FakePrometheus(lambda q: 4.6 if "errors" in q else 19.8) as prometheus,
-            FakeGitHub(owner="acme", repo="inventory", files={demo.DEMO_BUGGY_FILE: source}) as github,
-            FakeOpenAI([conclude]) as model,
-            FakeTwilio() as twilio,
-        ):
-            settings = backend_settings(tmp, logs, prometheus, github, twilio) | {
-                "OPENAI_API_KEY": model.api_key,
-                "OPENAI_BASE_URL": model.url + "/v1",
-                "OPENAI_MODEL": "bench",
-            }
-            with oncall_up(settings, Path(tmp)) as oncall, httpx.Client(timeout=30) as client:
-                latencies = run(client, oncall.url, twilio, args.incidents, now)
-            calls = len(model.chat_requests)
-            prompt_tokens = [len(json.dumps(r["messages"])) // 4 for r in model.chat_requests]
-            with httpx.Client(timeout=30) as client:
-                floor = backend_floor(client, logs.url, prometheus.url, github, model, twilio)
+    with demo_backends(log_lines) as (tmp, logs, prometheus, github, twilio), FakeOpenAI([conclude]) as model:
+        settings = backend_settings(tmp, logs, prometheus, github, twilio) | {
+            "OPENAI_API_KEY": model.api_key,
+            "OPENAI_BASE_URL": model.url + "/v1",
+            "OPENAI_MODEL": "bench",
+        }
+        with oncall_up(settings, Path(tmp)) as oncall, httpx.Client(timeout=30) as client:
+            latencies = run(client, oncall.url, twilio, args.incidents, now)
+        calls = len(model.chat_requests)
+        prompt_tokens = [len(json.dumps(r["messages"])) // 4 for r in model.chat_requests]
+        with httpx.Client(timeout=30) as client:
+            floor = backend_floor(client, logs.url, prometheus.url, github, model, twilio)
     raw_tokens = len(json.dumps(log_lines)) // 4
     prompt = statistics.mean(prompt_tokens)
     rows = [
@@ -115,6 +108,24 @@ def main() -> None:
         f"(incidents={args.incidents}, one after another, instant fakes, 1 on-call number, "
         f"{len(log_lines)} log lines)"
     )
+
+
+@contextmanager
+def demo_backends(
+    log_lines: list[dict[str, str]],
+) -> Iterator[tuple[str, FakeLogs, FakePrometheus, FakeGitHub, FakeTwilio]]:
+    """The demo incident's backends (its logs, Prometheus, its code on GitHub) and Twilio, fakes on
+    loopback, with a temporary directory for `oncall up`'s state."""
+    with tempfile.TemporaryDirectory() as tmp:
+        code_dir = demo.install_demo_code(Path(tmp) / "code")
+        source = (code_dir / demo.DEMO_BUGGY_FILE).read_text()
+        with (
+            FakeLogs(log_lines) as logs,
+            FakePrometheus(lambda q: 4.6 if "errors" in q else 19.8) as prometheus,
+            FakeGitHub(owner="acme", repo="inventory", files={demo.DEMO_BUGGY_FILE: source}) as github,
+            FakeTwilio() as twilio,
+        ):
+            yield tmp, logs, prometheus, github, twilio
 
 
 def backend_settings(
@@ -230,40 +241,32 @@ def run_with_model(args: argparse.Namespace) -> None:
     log_lines = demo.demo_log_lines(now, seconds=args.log_seconds)
     template = demo.demo_alert_webhook(now)
     rows: list[tuple[str, float, float, bool]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        code_dir = demo.install_demo_code(Path(tmp) / "code")
-        source = (code_dir / demo.DEMO_BUGGY_FILE).read_text()
-        with (
-            FakeLogs(log_lines) as logs,
-            FakePrometheus(lambda q: 4.6 if "errors" in q else 19.8) as prometheus,
-            FakeGitHub(owner="acme", repo="inventory", files={demo.DEMO_BUGGY_FILE: source}) as github,
-            FakeTwilio() as twilio,
-        ):
-            settings = backend_settings(tmp, logs, prometheus, github, twilio) | LOCAL_MODEL_SETTINGS
-            settings |= {"OPENAI_API_KEY": "local", "OPENAI_BASE_URL": args.model_url}
-            settings["OPENAI_MODEL"] = args.model_name
-            with oncall_up(settings, Path(tmp)) as oncall, httpx.Client(timeout=30) as client:
-                for n in range(args.incidents):
-                    incident, sent = post_incident(client, oncall.url, template, n)
-                    tag = f"#{incident}"
+    with demo_backends(log_lines) as (tmp, logs, prometheus, github, twilio):
+        settings = backend_settings(tmp, logs, prometheus, github, twilio) | LOCAL_MODEL_SETTINGS
+        settings |= {"OPENAI_API_KEY": "local", "OPENAI_BASE_URL": args.model_url}
+        settings["OPENAI_MODEL"] = args.model_name
+        with oncall_up(settings, Path(tmp)) as oncall, httpx.Client(timeout=30) as client:
+            for n in range(args.incidents):
+                incident, sent = post_incident(client, oncall.url, template, n)
+                tag = f"#{incident}"
 
-                    def by_model(t: FakeTwilio, tag: str = tag) -> list[dict[str, Any]]:
-                        return [m for m in t.messages if tag in m["Body"] and "by the model" in m["Body"]]
+                def by_model(t: FakeTwilio, tag: str = tag) -> list[dict[str, Any]]:
+                    return [m for m in t.messages if tag in m["Body"] and "by the model" in m["Body"]]
 
-                    def diagnosed(t: FakeTwilio, by_model: Any = by_model) -> bool:
-                        return bool(by_model(t))
+                def diagnosed(t: FakeTwilio, by_model: Any = by_model) -> bool:
+                    return bool(by_model(t))
 
-                    twilio.wait_for(diagnosed, timeout=MODEL_WAIT_SECONDS)
-                    sent_at = [r.started_at for r in twilio.requests if f"%23{incident}" in r.body.decode()]
-                    body = by_model(twilio)[0]["Body"]
-                    located = f"{demo.DEMO_BUGGY_FILE}:{demo.DEMO_BUGGY_LINE}" in body
-                    rows.append((incident, sent_at[0] - sent, sent_at[-1] - sent, located))
-                    print(
-                        f"  #{incident}: first look {sent_at[0] - sent:.1f} s, the model's diagnosis "
-                        f"{sent_at[-1] - sent:.1f} s, names {demo.DEMO_BUGGY_FILE}:{demo.DEMO_BUGGY_LINE}: "
-                        f"{'yes' if located else 'NO'}",
-                        flush=True,
-                    )
+                twilio.wait_for(diagnosed, timeout=MODEL_WAIT_SECONDS)
+                sent_at = [r.started_at for r in twilio.requests if f"%23{incident}" in r.body.decode()]
+                body = by_model(twilio)[0]["Body"]
+                located = f"{demo.DEMO_BUGGY_FILE}:{demo.DEMO_BUGGY_LINE}" in body
+                rows.append((incident, sent_at[0] - sent, sent_at[-1] - sent, located))
+                print(
+                    f"  #{incident}: first look {sent_at[0] - sent:.1f} s, the model's diagnosis "
+                    f"{sent_at[-1] - sent:.1f} s, names {demo.DEMO_BUGGY_FILE}:{demo.DEMO_BUGGY_LINE}: "
+                    f"{'yes' if located else 'NO'}",
+                    flush=True,
+                )
     model_times = [row[2] for row in rows]
     print(f"model {args.model_name} at {args.model_url}, {len(rows)} incidents one after another:")
     print(
