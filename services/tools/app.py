@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from services.contracts import tools
+from services.runtime.http_client import async_client
 from services.runtime.service import Service, ServiceContext, ServiceParts
 from services.tools.answers import Runner, ToolsRouter
 from services.tools.commits import CommitSource, recent_commits
@@ -20,6 +21,7 @@ from services.tools.git import LocalGit
 from services.tools.github import CodeClient, CodeSource, GitHubClient, LocalCheckout
 from services.tools.logs import LogsClient, LogSource, fetch_logs
 from services.tools.loki import LokiClient
+from services.tools.paths import ResolvedPaths
 from services.tools.prometheus import PrometheusClient
 from services.tools.prometheus_query import query_prometheus
 from services.tools.settings import ToolsSettings
@@ -32,7 +34,7 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 
 def wire(ctx: ServiceContext[ToolsSettings]) -> ServiceParts:
     settings = ctx.settings
-    http = httpx.AsyncClient(
+    http = async_client(
         timeout=httpx.Timeout(
             settings.tool_timeout_seconds, connect=min(CONNECT_TIMEOUT_SECONDS, settings.tool_timeout_seconds)
         ),
@@ -75,15 +77,17 @@ def make_runners(
         runners[tools.COMPUTE_ERROR_RATE.name] = _not_configured("PROM_URL is not set")
         runners[tools.QUERY_PROMETHEUS.name] = _not_configured("PROM_URL is not set")
     no_code = "no code source: set CODE_DIR, or GITHUB_OWNER and GITHUB_REPO (and GITHUB_TOKEN if private)"
+    # fetch_code and recent_commits share what each learnt of where a frame's file is.
+    resolved = ResolvedPaths()
     source = code_source(settings, http)
     if source is not None:
-        code = CodeClient(source, tools.FETCH_CODE.max_output_chars)
+        code = CodeClient(source, tools.FETCH_CODE.max_output_chars, resolved)
         runners[tools.FETCH_CODE.name] = lambda a: code.fetch(a.file_path, a.line, a.context_lines)
     else:
         runners[tools.FETCH_CODE.name] = _not_configured(no_code)
     history = commit_source(settings, http)
     if history is not None:
-        runners[tools.RECENT_COMMITS.name] = lambda a: recent_commits(history, a, budget, clock())
+        runners[tools.RECENT_COMMITS.name] = lambda a: recent_commits(history, a, budget, clock(), resolved)
     else:
         runners[tools.RECENT_COMMITS.name] = _not_configured(no_code)
     return runners

@@ -12,7 +12,7 @@ from services.contracts.tools import RecentCommitsArgs
 from services.runtime.redaction import redact
 from services.runtime.text import clip
 from services.tools.log_compression import size_in_tokens
-from services.tools.paths import candidate_paths
+from services.tools.paths import ResolvedPaths, candidate_paths
 from services.tools.times import as_utc, iso
 
 DEFAULT_LOOKBACK = timedelta(days=7)
@@ -42,16 +42,27 @@ class CommitSource(Protocol):
 
 
 async def history(
-    source: CommitSource, path: str | None, since: datetime, until: datetime | None, limit: int
+    source: CommitSource,
+    path: str | None,
+    since: datetime,
+    until: datetime | None,
+    limit: int,
+    resolved: ResolvedPaths | None = None,
 ) -> tuple[str | None, CommitPage, list[str]]:
-    """Commits of `path`, a stack-frame path resolved like fetch_code's: every candidate at once,
-    the longest one with commits wins. Returns (path used, page, candidates tried)."""
+    """Commits of `path`, a stack-frame path resolved like fetch_code's: the repository path it
+    is known to be (fetch_code found the file there, or its history was there), else every
+    candidate at once, the longest one with commits wins. Returns (path used, page, paths tried)."""
     if path is None:
         return None, await source.commits(None, since, until, limit), []
+    known = resolved.get(path) if resolved is not None else None
+    if known is not None:
+        return known, await source.commits(known, since, until, limit), [known]
     tried = candidate_paths(path, "path")
     pages = await asyncio.gather(*(source.commits(p, since, until, limit) for p in tried))
     for candidate, page in zip(tried, pages, strict=True):
         if page.commits:
+            if resolved is not None:
+                resolved.put(path, candidate)
             return candidate, page, tried
     return tried[0], pages[0], tried
 
@@ -65,11 +76,15 @@ def fit_commits(result: CommitsResult, max_tokens: int) -> CommitsResult:
 
 
 async def recent_commits(
-    source: CommitSource, args: RecentCommitsArgs, max_tokens: int, now: datetime
+    source: CommitSource,
+    args: RecentCommitsArgs,
+    max_tokens: int,
+    now: datetime,
+    resolved: ResolvedPaths | None = None,
 ) -> CommitsResult:
     since = as_utc(args.since) if args.since else now - DEFAULT_LOOKBACK
     until = as_utc(args.until) if args.until else None
-    path, page, tried = await history(source, args.path, since, until, args.limit)
+    path, page, tried = await history(source, args.path, since, until, args.limit, resolved)
     result = CommitsResult(
         path=path,
         since=iso(since),

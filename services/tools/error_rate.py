@@ -1,8 +1,9 @@
 """compute_error_rate: errors / requests per second of a service, and whether to trust the number.
 
-The current rates come from instant queries. Beside them, the same queries over the last ten
-rate windows (a range query, a point every half window) give the trend and the series' age:
-the first point that has data is (at most half a window after) the moment the series appeared.
+The same queries over the last ten rate windows (a range query, a point every half window, the
+last one at now) give the current rates, the trend and the series' age: the first point that has
+data is (at most half a window after) the moment the series appeared. Only when the range query
+fails (an old server, a proxy without query_range) are the current rates asked as instant queries.
 A series younger than the rate window is *young*: `rate()` then sees only part of the window
 and underestimates. That is common in an incident, because client libraries create a labelled
 error counter at its first increment, so the errors series is born with the incident.
@@ -11,6 +12,7 @@ error counter at its first increment, so the errors series is born with the inci
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -71,6 +73,11 @@ def grid_values(data: dict[str, Any], start: datetime, step: float, points: int)
         if 0 <= index < points:
             values[index] = parse_sample(sample)
     return values
+
+
+def finite(value: float | None) -> float | None:
+    """NaN (0/0 in PromQL) and infinities are no rate: None, as an instant query's sample_value says."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def age_seconds(values: list[float | None], step: float) -> float | None:
@@ -144,10 +151,13 @@ async def error_rate(
     """Errors and requests per second now, their ratio, the trend, and whether the series are young."""
     queries = [render(templates.errors, service), render(templates.requests, service)]
     window = max(rate_window_seconds(q) for q in queries)
-    (errors, requests), trend = await asyncio.gather(
-        asyncio.gather(*(client.instant(q) for q in queries)),
-        _optional(_trend(client, queries, window, now)),
-    )
+    trend = await _optional(_trend(client, queries, window, now))
+    if isinstance(trend, Trend):
+        # The trend's last point is both queries evaluated at `now`: what the instant queries
+        # would answer, so two requests per call instead of four.
+        errors, requests = finite(trend.errors[-1]), finite(trend.requests[-1])
+    else:
+        errors, requests = await asyncio.gather(*(client.instant(q) for q in queries))
     rate = ratio(errors, requests)
     notes = [] if rate is not None else [NO_TRAFFIC]
     if isinstance(trend, Trend):

@@ -19,7 +19,7 @@ from services.runtime.redaction import redact
 from services.runtime.text import clip
 from services.tools.commits import CommitPage, commit_title
 from services.tools.errors import BackendError, get, json_body, retry_after_seconds, retrying, status_error
-from services.tools.paths import SKIPPED_DIRS, best_match, candidate_paths
+from services.tools.paths import SKIPPED_DIRS, ResolvedPaths, best_match, candidate_paths
 from services.tools.times import iso
 
 GITHUB = "GitHub"
@@ -98,23 +98,34 @@ def _fit_lines(rendered: list[str], start: int, centre: int, max_chars: int) -> 
 class CodeClient:
     """fetch_code_from_github over either source: path search, line window, secrets redacted."""
 
-    def __init__(self, source: CodeSource, max_chars: int = DEFAULT_MAX_CHARS) -> None:
+    def __init__(
+        self, source: CodeSource, max_chars: int = DEFAULT_MAX_CHARS, resolved: ResolvedPaths | None = None
+    ) -> None:
         self.source = source
         self.max_chars = max_chars
+        self.resolved = resolved if resolved is not None else ResolvedPaths()
 
     async def fetch(self, file_path: str, line: int | None = None, context_lines: int = 15) -> CodeWindow:
         """The path as given (less the container's leading folders), else the repository's file
         of that name whose trailing folders match the most (`com/shop/Cart.java` is found at
         `src/main/java/com/shop/Cart.java`)."""
         tried = candidate_paths(file_path)
+        known = self.resolved.get(file_path)
+        if known is not None:
+            text = await self.source.read(known)
+            if text is not None:
+                return numbered_window(known, self.source.ref, text, line, context_lines, self.max_chars)
+            self.resolved.forget(file_path)
         for path in tried:
             text = await self.source.read(path)
             if text is not None:
+                self.resolved.put(file_path, path)
                 return numbered_window(path, self.source.ref, text, line, context_lines, self.max_chars)
         name = tried[-1].rsplit("/", 1)[-1]
         found, tied = best_match(file_path, await self.source.files_named(name))
         text = await self.source.read(found) if found is not None else None
         if found is not None and text is not None:
+            self.resolved.put(file_path, found)
             return numbered_window(found, self.source.ref, text, line, context_lines, self.max_chars)
         where = f"tried: {', '.join(tried)}"
         if tied:

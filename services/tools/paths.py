@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
 from services.tools.errors import BackendError
 
 # A stack-frame path carries the container's prefix (/app/, /usr/src/app/): drop leading
@@ -25,6 +29,49 @@ def candidate_paths(file_path: str, arg: str = "file_path") -> list[str]:
     if not parts:
         raise BackendError("bad_request", f"{arg} {file_path!r} names no file")
     return ["/".join(parts[i:]) for i in range(min(len(parts), MAX_PATH_ATTEMPTS))]
+
+
+# How long a stack frame's path is remembered as a given repository path, and how many are.
+RESOLVED_PATH_SECONDS = 600.0
+RESOLVED_PATHS = 1024
+
+
+class ResolvedPaths:
+    """Which repository path a stack frame's path turned out to be, for a while. The frames of a
+    service repeat from one incident to the next, and on GitHub every candidate tried is a
+    request (of 5,000 an hour): remembered, fetch_code reads one file and recent_commits asks
+    one history instead of one per candidate. A remembered path that stops answering (the file
+    moved) is forgotten and the candidates are tried again."""
+
+    def __init__(
+        self,
+        ttl_seconds: float = RESOLVED_PATH_SECONDS,
+        size: int = RESOLVED_PATHS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.size = size
+        self.clock = clock
+        self._paths: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def get(self, frame_path: str) -> str | None:
+        found = self._paths.get(frame_path)
+        if found is None:
+            return None
+        path, until = found
+        if self.clock() >= until:
+            del self._paths[frame_path]
+            return None
+        return path
+
+    def put(self, frame_path: str, path: str) -> None:
+        self._paths[frame_path] = (path, self.clock() + self.ttl_seconds)
+        self._paths.move_to_end(frame_path)
+        if len(self._paths) > self.size:
+            self._paths.popitem(last=False)
+
+    def forget(self, frame_path: str) -> None:
+        self._paths.pop(frame_path, None)
 
 
 # Folders a repository search skips: dependencies, build output and tool state, not the code.

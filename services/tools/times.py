@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 # Naive times are taken as UTC (what a model means when it leaves the zone out).
 from services.runtime.times import as_utc, assume_utc
@@ -15,6 +16,9 @@ def iso(moment: datetime) -> str:
     return as_utc(moment).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+# Log compression reads each line's time several times per call, and the same lines again on the
+# next call over the same window: parsing was 4 % of an incident's CPU.
+@lru_cache(maxsize=16_384)
 def parse_timestamp(text: str) -> datetime | None:
     """An ISO 8601 time (naive = UTC) or epoch seconds, milliseconds or nanoseconds; None if neither."""
     try:

@@ -24,6 +24,7 @@ from services.tools.commits import recent_commits
 from services.tools.errors import BackendError
 from services.tools.git import LocalGit
 from services.tools.github import GitHubClient
+from services.tools.paths import ResolvedPaths
 
 NOW = datetime(2026, 11, 24, 6, 5, tzinfo=UTC)
 FRAME_PATH = f"/app/{DEMO_BUGGY_FILE}"  # as a stack frame names it
@@ -161,6 +162,36 @@ async def test_github_commits_of_a_stack_frame_path(github: FakeGitHub, http: ht
         "2026-11-01T00:00:00Z",
         "10",
     )
+
+
+async def test_the_path_fetch_code_found_is_the_only_history_asked(
+    github: FakeGitHub, http: httpx.AsyncClient
+) -> None:
+    """Once fetch_code found the frame's file, its history is one request, not one per candidate."""
+    client = GitHubClient(http, github.url, "acme", "inventory", "main", "ghp_test")
+    resolved = ResolvedPaths()
+    resolved.put(FRAME_PATH, DEMO_BUGGY_FILE)  # what CodeClient.fetch records when it finds the file
+    args = RecentCommitsArgs(path=FRAME_PATH, since=datetime(2026, 11, 1, tzinfo=UTC))
+
+    result = await recent_commits(client, args, 2000, NOW, resolved)
+
+    assert (result.path, len(result.commits)) == (DEMO_BUGGY_FILE, 2)
+    assert [r.arg("path") for r in github.requests] == [DEMO_BUGGY_FILE]
+
+
+async def test_a_history_found_among_the_candidates_is_remembered(
+    github: FakeGitHub, http: httpx.AsyncClient
+) -> None:
+    client = GitHubClient(http, github.url, "acme", "inventory", "main", "ghp_test")
+    resolved = ResolvedPaths()
+    args = RecentCommitsArgs(path=FRAME_PATH, since=datetime(2026, 11, 1, tzinfo=UTC))
+    await recent_commits(client, args, 2000, NOW, resolved)
+    before = len(github.requests)
+
+    again = await recent_commits(client, args, 2000, NOW, resolved)
+
+    assert again.path == DEMO_BUGGY_FILE
+    assert [r.arg("path") for r in github.requests[before:]] == [DEMO_BUGGY_FILE]
 
 
 async def test_github_pages_say_there_is_more(github: FakeGitHub, http: httpx.AsyncClient) -> None:

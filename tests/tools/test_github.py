@@ -23,7 +23,7 @@ from services.tools.github import (
     github_error,
     numbered_window,
 )
-from services.tools.paths import best_match, candidate_paths
+from services.tools.paths import ResolvedPaths, best_match, candidate_paths
 
 FRAME_PATH = f"/app/{DEMO_BUGGY_FILE}"  # as printed in the demo service's tracebacks
 TOKEN = "ghp_test"
@@ -402,3 +402,44 @@ async def test_a_file_over_the_read_limit_is_refused(http: httpx.AsyncClient) ->
         await CodeClient(contents(fake, http)).fetch("data.bin", 1)
     assert raised.value.kind == "bad_request"
     assert len(fake.requests) == 1  # the size in the JSON answer is enough to say no
+
+
+async def test_a_frame_path_found_once_is_read_with_one_request_after(
+    github: FakeGitHub, http: httpx.AsyncClient
+) -> None:
+    """The next incident of the same service asks GitHub for the file once, not once per candidate."""
+    code = CodeClient(contents(github, http), resolved=ResolvedPaths())
+    await code.fetch(FRAME_PATH, DEMO_BUGGY_LINE, 2)
+    before = len(github.requests)
+
+    again = await code.fetch(FRAME_PATH, DEMO_BUGGY_LINE, 2)
+
+    assert again.path == DEMO_BUGGY_FILE
+    assert [r.path for r in github.requests[before:]] == [f"/repos/acme/inventory/contents/{DEMO_BUGGY_FILE}"]
+
+
+async def test_a_remembered_path_that_stopped_answering_is_forgotten(
+    github: FakeGitHub, http: httpx.AsyncClient
+) -> None:
+    """The file moved since: the old path answers 404, the candidates are tried again."""
+    resolved = ResolvedPaths()
+    resolved.put(FRAME_PATH, "old/place/inventory_service.py")
+
+    result = await CodeClient(contents(github, http), resolved=resolved).fetch(FRAME_PATH, DEMO_BUGGY_LINE, 2)
+
+    assert result.path == DEMO_BUGGY_FILE
+    assert github.requests[0].path == "/repos/acme/inventory/contents/old/place/inventory_service.py"
+    assert resolved.get(FRAME_PATH) == DEMO_BUGGY_FILE
+
+
+def test_resolved_paths_expire_and_stay_bounded() -> None:
+    now = [0.0]
+    resolved = ResolvedPaths(ttl_seconds=600, size=2, clock=lambda: now[0])
+    resolved.put("/app/a.py", "a.py")
+    now[0] = 599.0
+    assert resolved.get("/app/a.py") == "a.py"
+    now[0] = 600.0
+    assert resolved.get("/app/a.py") is None  # a file can move: asked again after ten minutes
+    for name in ("b", "c", "d"):
+        resolved.put(f"/app/{name}.py", f"{name}.py")
+    assert [resolved.get(f"/app/{n}.py") for n in "bcd"] == [None, "c.py", "d.py"]
