@@ -76,7 +76,23 @@ def check_content_type(content_type: str | None) -> Rejection | None:
     return Rejection(415, f"content type {media_type!r} is not JSON (Alertmanager sends application/json)")
 
 
+# Fields of ours that a webhook may not set (an operator's replay on the bus may).
+OURS = frozenset({"incident_id", "change", "force"})
+
+
 def parse_webhook(body: bytes) -> AlertGroup | Rejection:
+    """A valid webhook is parsed by pydantic straight from the bytes; anything else goes through
+    the checks below, which say what is wrong with it."""
+    try:
+        group = AlertGroup.model_validate_json(body)
+    except ValueError:  # ValidationError, and whatever else pydantic's JSON parser refuses
+        return parse_checked(body)
+    if group.version != "4" or "version" not in group.model_fields_set or OURS & group.model_fields_set:
+        return parse_checked(body)
+    return refuse_surrogates(body, group)
+
+
+def parse_checked(body: bytes) -> AlertGroup | Rejection:
     try:
         # Strict UTF-8 first: json.loads(bytes) would let encoded surrogates through.
         raw = json.loads(body.decode("utf-8"))
@@ -95,7 +111,7 @@ def parse_webhook(body: bytes) -> AlertGroup | Rejection:
     for index, alert in enumerate(raw["alerts"]):
         if not isinstance(alert, dict) or not isinstance(alert.get("labels"), dict):
             return Rejection(422, f"alerts[{index}].labels: required object")
-    for ours in ("incident_id", "change", "force"):  # not for webhooks to set
+    for ours in OURS:  # not for webhooks to set
         raw.pop(ours, None)
     try:
         group = AlertGroup.model_validate(raw)
@@ -103,6 +119,10 @@ def parse_webhook(body: bytes) -> AlertGroup | Rejection:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         return Rejection(422, f"{where}: {err['msg']}")
+    return refuse_surrogates(body, group)
+
+
+def refuse_surrogates(body: bytes, group: AlertGroup) -> AlertGroup | Rejection:
     if may_hold_surrogates(body):
         try:
             group.to_bytes().decode("utf-8")  # what will be published must be valid UTF-8 JSON

@@ -2,6 +2,8 @@
 
 from collections.abc import AsyncIterator
 
+import nats.js.errors
+import pytest
 import pytest_asyncio
 from pydantic import BaseModel
 
@@ -57,3 +59,20 @@ async def test_every_kv_call_is_counted_by_bucket_and_operation(bus: Bus) -> Non
         {"get": 4, "create": 1, "update": 1, "keys": 1},
         {"create": 1, "put": 1, "get": 1, "delete": 1},
     ]
+
+
+async def test_create_is_one_request_and_keeps_nats_py_semantics(bus: Bus) -> None:
+    """A new key is created; an existing one is refused; a deleted one (a tombstone) is created
+    again, as nats-py's own create does."""
+    deliveries = await bus.kv(streams.DELIVERIES)
+    assert deliveries.nc is not None  # the one-request path is the one under test
+
+    first = await deliveries.create("kv-create-1", b"a")
+    with pytest.raises(nats.js.errors.KeyWrongLastSequenceError):
+        await deliveries.create("kv-create-1", b"b")
+    assert (await deliveries.get("kv-create-1")).value == b"a"
+
+    await deliveries.delete("kv-create-1")
+    again = await deliveries.create("kv-create-1", b"c")
+    assert again > first
+    assert (await deliveries.get("kv-create-1")).value == b"c"
