@@ -209,13 +209,21 @@ class ModelClient:
                 raise ModelError(spent, spent)
             timeout = min(self._timeout, left)
             try:
-                return await self._client.chat.completions.create(
-                    model=self.model,
-                    messages=messages,  # type: ignore[arg-type]
-                    temperature=0.1,
-                    max_tokens=max_tokens,
-                    timeout=timeout,
-                    **extra,
+                # What `chat.completions.create` sends, posted without its walk of the whole
+                # request against the SDK's TypedDicts (8 % of an incident's CPU with a 3,000-token
+                # prompt, bench/pipeline.py): the body here is plain JSON already. Same retries,
+                # auth, timeout and errors (the SDK's documented `post` for any endpoint).
+                body = {
+                    "model": self.model,
+                    "messages": messages,
+                    "temperature": 0.1,
+                    "max_tokens": max_tokens,
+                }
+                return await self._client.post(
+                    "/chat/completions",
+                    cast_to=ChatCompletion,
+                    body=body | extra,
+                    options={"timeout": timeout},
                 )
             except openai.OpenAIError as exc:
                 retry += 1

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -328,6 +329,9 @@ class Signal:
     dependency: str | None = None
 
 
+# A line's kind is read by a dozen patterns; every diagnosis ranks its lines several times (the
+# rules, the memory's signature, the model's evidence) and the next incident mostly the same lines.
+@lru_cache(maxsize=16_384)
 def signal_of(text: str, has_trace: bool = False, own: str | None = None) -> Signal:
     """What kind of evidence a log line is, and how much it explains (`STRENGTH`): checked from
     the most telling kind down, so that a 500 line that says why it failed is not a symptom."""
