@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
@@ -82,6 +82,14 @@ class LogsClient:
 
 
 LOG_LINES = TypeAdapter(list[LogEntry])
+# Compression is ~40 ms of regex work per 1,000 lines: past this many lines it runs in a worker
+# thread, so that other requests keep flowing; below, the thread hop would cost more than it saves.
+INLINE_LINES = 50
+T = TypeVar("T")
+
+
+async def off_the_loop(lines: int, work: Callable[..., T], *args: Any) -> T:
+    return work(*args) if lines <= INLINE_LINES else await asyncio.to_thread(work, *args)
 
 
 def _parse_entries(items: list[Any]) -> Iterable[LogEntry]:
@@ -247,12 +255,11 @@ async def fetch_logs(
     neighbours: list[LogTemplate] = []
     if args.service:
         near = neighbour_entries(entries, args.service)
-        neighbours = (
-            await asyncio.to_thread(neighbour_templates, near, window.alert_start, span) if near else []
-        )
+        neighbours = await off_the_loop(len(near), neighbour_templates, near, window.alert_start, span)
     reserved = size_in_tokens({"query": query, "neighbours": neighbours})
-    # ~40 ms of regex work per 1000 lines: off the event loop, so other requests keep flowing.
-    result = await asyncio.to_thread(compress_logs, matched, max_tokens, window.alert_start, reserved, span)
+    result = await off_the_loop(
+        len(matched), compress_logs, matched, max_tokens, window.alert_start, reserved, span
+    )
     result.query = query
     result.neighbours = neighbours
     return result
