@@ -19,7 +19,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -82,86 +81,64 @@ def by_package(modules: list[str]) -> str:
 def parent() -> None:
     import httpx
 
+    from bench.common import TOKEN, demo_backends, model_settings, whatsapp_settings
     from bench.kv_ops import kv_ops, settled
     from bench.pipeline import conclude
     from services.runtime import demo
-    from tests.fakes import FakeGitHub, FakeLogs, FakeOpenAI, FakePrometheus, FakeTwilio
+    from tests.fakes import FakeOpenAI, FakeTwilio
     from tests.support.processes import end_process_group, free_port, product_env, start_process
 
     now = datetime.now(UTC)
     log_lines = demo.demo_log_lines(now, seconds=300)
-    with tempfile.TemporaryDirectory() as tmp:
-        code_dir = demo.install_demo_code(Path(tmp) / "code")
-        source = (code_dir / demo.DEMO_BUGGY_FILE).read_text()
-        with (
-            FakeLogs(log_lines) as logs,
-            FakePrometheus(lambda q: 4.6 if "errors" in q else 19.8) as prometheus,
-            FakeGitHub(owner="acme", repo="inventory", files={demo.DEMO_BUGGY_FILE: source}) as github,
-            FakeOpenAI([conclude]) as model,
-            FakeTwilio() as twilio,
-        ):
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            settings = {
-                "INGEST_TOKEN": "bench-token",
-                "ONCALL_DATA_DIR": str(Path(tmp) / "state"),
-                "ONCALL_HTTP_PORT": str(port),
-                "LB_URL": logs.url,
-                "PROM_URL": prometheus.url,
-                "GITHUB_API_URL": github.url,
-                "GITHUB_TOKEN": github.token,
-                "GITHUB_OWNER": "acme",
-                "GITHUB_REPO": "inventory",
-                "OPENAI_API_KEY": model.api_key,
-                "OPENAI_BASE_URL": model.url + "/v1",
-                "OPENAI_MODEL": "bench",
-                "TWILIO_ACCOUNT_SID": twilio.account_sid,
-                "TWILIO_AUTH_TOKEN": twilio.auth_token,
-                "TWILIO_WHATSAPP_NUMBER": "+14155238886",
-                "TWILIO_API_BASE_URL": twilio.url,
-                "USER_WHATSAPP_NUMBER": "+15551230001",
-                "PUBLIC_BASE_URL": "https://oncall.example.com",
-                "ONCALL_LOG_LEVEL": "WARNING",
-            }
-            out = Path(tmp) / "modules.json"
-            with (Path(tmp) / "oncall.err").open("w") as err:
-                proc = start_process(
-                    [sys.executable, __file__, "--child", str(out), "up"],
-                    cwd=ROOT,
-                    env=product_env(settings),
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                )
-            try:
-                with httpx.Client(timeout=30) as client:
-                    deadline = time.monotonic() + 60
-                    while True:
-                        if proc.poll() is not None:
-                            raise RuntimeError((Path(tmp) / "oncall.err").read_text()[-3000:])
-                        try:
-                            if client.get(url + "/readyz").status_code == 200:
-                                break
-                        except httpx.HTTPError:
-                            pass
-                        if time.monotonic() > deadline:
-                            raise RuntimeError("oncall up was not ready within 60 s")
-                        time.sleep(0.1)
-                    settled(client, url, kv_ops(client, url))
-                    idle = record(proc, out, lambda: time.sleep(2.0))
+    with (
+        demo_backends(log_lines) as backends,
+        FakeOpenAI([conclude]) as model,
+        FakeTwilio() as twilio,
+    ):
+        tmp = backends.tmp
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        settings = backends.settings() | model_settings(model) | whatsapp_settings(twilio)
+        settings["ONCALL_HTTP_PORT"] = str(port)
+        out = Path(tmp) / "modules.json"
+        with (Path(tmp) / "oncall.err").open("w") as err:
+            proc = start_process(
+                [sys.executable, __file__, "--child", str(out), "up"],
+                cwd=ROOT,
+                env=product_env(settings),
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        try:
+            with httpx.Client(timeout=30) as client:
+                deadline = time.monotonic() + 60
+                while True:
+                    if proc.poll() is not None:
+                        raise RuntimeError((Path(tmp) / "oncall.err").read_text()[-3000:])
+                    try:
+                        if client.get(url + "/readyz").status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("oncall up was not ready within 60 s")
+                    time.sleep(0.1)
+                settled(client, url, kv_ops(client, url))
+                idle = record(proc, out, lambda: time.sleep(2.0))
 
-                    def one_alert() -> None:
-                        before = kv_ops(client, url)
-                        hook = demo.demo_alert_webhook(now, run_id="alert-path")
-                        response = client.post(
-                            url + "/alerts", json=hook, headers={"Authorization": "Bearer bench-token"}
-                        )
-                        incident = response.json()["incident_ids"][0]
-                        twilio.wait_for(lambda t: any(f"#{incident}" in m["Body"] for m in t.messages), 30)
-                        settled(client, url, before)
+                def one_alert() -> None:
+                    before = kv_ops(client, url)
+                    hook = demo.demo_alert_webhook(now, run_id="alert-path")
+                    response = client.post(
+                        url + "/alerts", json=hook, headers={"Authorization": f"Bearer {TOKEN}"}
+                    )
+                    incident = response.json()["incident_ids"][0]
+                    twilio.wait_for(lambda t: any(f"#{incident}" in m["Body"] for m in t.messages), 30)
+                    settled(client, url, before)
 
-                    alert = record(proc, out, one_alert)
-            finally:
-                end_process_group(proc)
+                alert = record(proc, out, one_alert)
+        finally:
+            end_process_group(proc)
     print(
         f"services.* modules loaded by `oncall up`: {len(alert['loaded'])}  ({by_package(alert['loaded'])})"
     )

@@ -18,22 +18,19 @@ phase causes, e.g. the diagnoser recording the created ticket, is included):
 
 import argparse
 import copy
-import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.common import ON_CALL, TOKEN, demo_backends, model_settings
 from services.runtime import demo
-from tests.fakes import FakeGitHub, FakeJira, FakeLogs, FakeOpenAI, FakePrometheus, tool_call
+from tests.fakes import FakeJira, FakeOpenAI, tool_call
 from tests.support.processes import OncallProcess, oncall_up, run_oncall
 
-ON_CALL = "+15551230001"
-TOKEN = "bench-token"
 RAVI = {"accountId": "712020:ravi-0001", "displayName": "Ravi Kumar", "active": True}
 METRIC = "oncall_kv_operations"  # the parser drops `_total`
 QUIET_SECONDS = 1.0  # the counter unchanged this long: the phase's work is done
@@ -157,37 +154,21 @@ def main() -> None:
 
     now = datetime.now(UTC)
     log_lines = demo.demo_log_lines(now, seconds=300)
-    with tempfile.TemporaryDirectory() as tmp:
-        code_dir = demo.install_demo_code(Path(tmp) / "code")
-        source = (code_dir / demo.DEMO_BUGGY_FILE).read_text()
-        with (
-            FakeLogs(log_lines) as logs,
-            FakePrometheus(lambda q: 4.6 if "errors" in q else 19.8) as prometheus,
-            FakeGitHub(owner="acme", repo="inventory", files={demo.DEMO_BUGGY_FILE: source}) as github,
-            FakeOpenAI([scripted_model]) as model,
-            FakeJira(users=[RAVI]) as jira,
-        ):
-            settings = {
-                "INGEST_TOKEN": TOKEN,
-                "ONCALL_DATA_DIR": str(Path(tmp) / "state"),
-                "LB_URL": logs.url,
-                "PROM_URL": prometheus.url,
-                "GITHUB_API_URL": github.url,
-                "GITHUB_TOKEN": github.token,
-                "GITHUB_OWNER": "acme",
-                "GITHUB_REPO": "inventory",
-                "OPENAI_API_KEY": model.api_key,
-                "OPENAI_BASE_URL": model.url + "/v1",
-                "OPENAI_MODEL": "bench",
-                "JIRA_URL": jira.url,
-                "JIRA_EMAIL": jira.email,
-                "JIRA_API_TOKEN": jira.api_token,
-                "JIRA_PROJECT_KEY": jira.project_key,
-                "USER_WHATSAPP_NUMBER": ON_CALL,
-                "ONCALL_LOG_LEVEL": "WARNING",
-            }
-            with oncall_up(settings, Path(tmp)) as oncall, httpx.Client(timeout=30) as client:
-                phases = run(oncall, client, args.other_open, now)
+    with (
+        demo_backends(log_lines) as backends,
+        FakeOpenAI([scripted_model]) as model,
+        FakeJira(users=[RAVI]) as jira,
+    ):
+        settings = backends.settings() | model_settings(model)
+        settings |= {
+            "JIRA_URL": jira.url,
+            "JIRA_EMAIL": jira.email,
+            "JIRA_API_TOKEN": jira.api_token,
+            "JIRA_PROJECT_KEY": jira.project_key,
+            "USER_WHATSAPP_NUMBER": ON_CALL,
+        }
+        with oncall_up(settings, backends.tmp) as oncall, httpx.Client(timeout=30) as client:
+            phases = run(oncall, client, args.other_open, now)
     print(f"{'phase':<44} {'KV ops':>6}   by bucket/op")
     for label, ops in phases:
         detail = ", ".join(

@@ -21,22 +21,24 @@ import argparse
 import copy
 import json
 import statistics
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.common import (
+    ON_CALL,
+    TOKEN,
+    TWILIO_SENDER,
+    DemoBackends,
+    demo_backends,
+    model_settings,
+    whatsapp_settings,
+)
 from services.runtime import demo
-from tests.fakes import FakeGitHub, FakeLogs, FakeOpenAI, FakePrometheus, FakeTwilio, tool_call
+from tests.fakes import FakeOpenAI, FakeTwilio, tool_call
 from tests.support.processes import oncall_up
-
-ON_CALL = "+15551230001"
-TOKEN = "bench-token"
 
 
 def conclude(_: dict[str, Any]) -> dict[str, Any]:
@@ -77,18 +79,14 @@ def main() -> None:
 
     now = datetime.now(UTC)
     log_lines = demo.demo_log_lines(now, seconds=args.log_seconds)
-    with demo_backends(log_lines) as (tmp, logs, prometheus, github, twilio), FakeOpenAI([conclude]) as model:
-        settings = backend_settings(tmp, logs, prometheus, github, twilio) | {
-            "OPENAI_API_KEY": model.api_key,
-            "OPENAI_BASE_URL": model.url + "/v1",
-            "OPENAI_MODEL": "bench",
-        }
-        with oncall_up(settings, Path(tmp)) as oncall, httpx.Client(timeout=30) as client:
+    with demo_backends(log_lines) as backends, FakeTwilio() as twilio, FakeOpenAI([conclude]) as model:
+        settings = backends.settings() | whatsapp_settings(twilio) | model_settings(model)
+        with oncall_up(settings, backends.tmp) as oncall, httpx.Client(timeout=30) as client:
             latencies = run(client, oncall.url, twilio, args.incidents, now)
         calls = len(model.chat_requests)
         prompt_tokens = [len(json.dumps(r["messages"])) // 4 for r in model.chat_requests]
         with httpx.Client(timeout=30) as client:
-            floor = backend_floor(client, logs.url, prometheus.url, github, model, twilio)
+            floor = backend_floor(client, backends, model, twilio)
     raw_tokens = len(json.dumps(log_lines)) // 4
     prompt = statistics.mean(prompt_tokens)
     rows = [
@@ -110,61 +108,17 @@ def main() -> None:
     )
 
 
-@contextmanager
-def demo_backends(
-    log_lines: list[dict[str, str]],
-) -> Iterator[tuple[str, FakeLogs, FakePrometheus, FakeGitHub, FakeTwilio]]:
-    """The demo incident's backends (its logs, Prometheus, its code on GitHub) and Twilio, fakes on
-    loopback, with a temporary directory for `oncall up`'s state."""
-    with tempfile.TemporaryDirectory() as tmp:
-        code_dir = demo.install_demo_code(Path(tmp) / "code")
-        source = (code_dir / demo.DEMO_BUGGY_FILE).read_text()
-        with (
-            FakeLogs(log_lines) as logs,
-            FakePrometheus(lambda q: 4.6 if "errors" in q else 19.8) as prometheus,
-            FakeGitHub(owner="acme", repo="inventory", files={demo.DEMO_BUGGY_FILE: source}) as github,
-            FakeTwilio() as twilio,
-        ):
-            yield tmp, logs, prometheus, github, twilio
-
-
-def backend_settings(
-    tmp: str, logs: FakeLogs, prometheus: FakePrometheus, github: FakeGitHub, twilio: FakeTwilio
-) -> dict[str, str]:
-    return {
-        "INGEST_TOKEN": TOKEN,
-        "ONCALL_DATA_DIR": str(Path(tmp) / "state"),
-        "LB_URL": logs.url,
-        "PROM_URL": prometheus.url,
-        "GITHUB_API_URL": github.url,
-        "GITHUB_TOKEN": github.token,
-        "GITHUB_OWNER": "acme",
-        "GITHUB_REPO": "inventory",
-        "TWILIO_ACCOUNT_SID": twilio.account_sid,
-        "TWILIO_AUTH_TOKEN": twilio.auth_token,
-        "TWILIO_WHATSAPP_NUMBER": "+14155238886",
-        "TWILIO_API_BASE_URL": twilio.url,
-        "USER_WHATSAPP_NUMBER": ON_CALL,
-        "PUBLIC_BASE_URL": "https://oncall.example.com",
-        "ONCALL_LOG_LEVEL": "WARNING",
-    }
-
-
 # Samples of the backends' round trips, each the median of this many.
 FLOOR_SAMPLES = 20
 
 
 def backend_floor(
-    client: httpx.Client,
-    logs_url: str,
-    prom_url: str,
-    github: FakeGitHub,
-    model: FakeOpenAI,
-    twilio: FakeTwilio,
+    client: httpx.Client, backends: DemoBackends, model: FakeOpenAI, twilio: FakeTwilio
 ) -> float:
     """The physical limit of one incident (issue 14, item 6): the round trips it makes to its
     backends, straight from here with nothing of ours in between, added up: the log tail, the
     two Prometheus queries, the code from GitHub, one model call, one Twilio message."""
+    logs_url, prom_url, github = backends.logs.url, backends.prometheus.url, backends.github
     calls = {
         "logs": lambda: client.get(f"{logs_url}/logs/tail", params={"seconds": 300, "limit": 2000}),
         "errors": lambda: client.get(f"{prom_url}/api/v1/query", params={"query": "errors"}),
@@ -181,7 +135,7 @@ def backend_floor(
         ),
         "twilio": lambda: client.post(
             f"{twilio.url}/2010-04-01/Accounts/{twilio.account_sid}/Messages.json",
-            data={"To": f"whatsapp:{ON_CALL}", "From": "whatsapp:+14155238886", "Body": "floor"},
+            data={"To": f"whatsapp:{ON_CALL}", "From": f"whatsapp:{TWILIO_SENDER}", "Body": "floor"},
             auth=(twilio.account_sid, twilio.auth_token),
         ),
     }
@@ -241,11 +195,11 @@ def run_with_model(args: argparse.Namespace) -> None:
     log_lines = demo.demo_log_lines(now, seconds=args.log_seconds)
     template = demo.demo_alert_webhook(now)
     rows: list[tuple[str, float, float, bool]] = []
-    with demo_backends(log_lines) as (tmp, logs, prometheus, github, twilio):
-        settings = backend_settings(tmp, logs, prometheus, github, twilio) | LOCAL_MODEL_SETTINGS
+    with demo_backends(log_lines) as backends, FakeTwilio() as twilio:
+        settings = backends.settings() | whatsapp_settings(twilio) | LOCAL_MODEL_SETTINGS
         settings |= {"OPENAI_API_KEY": "local", "OPENAI_BASE_URL": args.model_url}
         settings["OPENAI_MODEL"] = args.model_name
-        with oncall_up(settings, Path(tmp)) as oncall, httpx.Client(timeout=30) as client:
+        with oncall_up(settings, backends.tmp) as oncall, httpx.Client(timeout=30) as client:
             for n in range(args.incidents):
                 incident, sent = post_incident(client, oncall.url, template, n)
                 tag = f"#{incident}"

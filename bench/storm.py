@@ -22,22 +22,20 @@ import copy
 import json
 import random
 import re
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.common import TOKEN, demo_backends, model_settings, whatsapp_settings
 from bench.ingest import HttpConnection, children, command_name, proc_status
 from services.runtime import demo
-from tests.fakes import FakeGitHub, FakeLogs, FakeOpenAI, FakePrometheus, FakeTwilio, tool_call
+from tests.fakes import FakeOpenAI, FakeTwilio, tool_call
 from tests.support.processes import oncall_up
 
 NUMBERS = ("+15551230001", "+15551230002")
-TOKEN = "bench-token"
 MAX_CONCURRENT = 8  # ONCALL_MAX_CONCURRENT_DIAGNOSES, its default
 SERVICE_LIMIT_MIB = 120.0  # each service alone (issue 14, item 5)
 LOCAL_LIMIT_MIB = 250.0  # all of local mode
@@ -183,42 +181,18 @@ def main() -> None:
     now = datetime.now(UTC)
     template = demo.demo_alert_webhook(now)
     bodies = notifications(template, args.alerts, args.groups, args.join_every, seed=1)
-    with tempfile.TemporaryDirectory() as tmp:
-        code_dir = demo.install_demo_code(Path(tmp) / "code")
-        source = (code_dir / demo.DEMO_BUGGY_FILE).read_text()
-        with (
-            FakeLogs(demo.demo_log_lines(now, seconds=300)) as logs,
-            FakePrometheus(lambda q: 4.6 if "errors" in q else 19.8) as prometheus,
-            FakeGitHub(owner="acme", repo="inventory", files={demo.DEMO_BUGGY_FILE: source}) as github,
-            FakeOpenAI([diagnosis], delay_seconds=args.model_seconds) as model,
-            FakeTwilio() as twilio,
-        ):
-            settings = {
-                "INGEST_TOKEN": TOKEN,
-                "ONCALL_DATA_DIR": str(Path(tmp) / "state"),
-                "LB_URL": logs.url,
-                "PROM_URL": prometheus.url,
-                "GITHUB_API_URL": github.url,
-                "GITHUB_TOKEN": github.token,
-                "GITHUB_OWNER": "acme",
-                "GITHUB_REPO": "inventory",
-                "OPENAI_API_KEY": model.api_key,
-                "OPENAI_BASE_URL": model.url + "/v1",
-                "OPENAI_MODEL": "bench",
-                "TWILIO_ACCOUNT_SID": twilio.account_sid,
-                "TWILIO_AUTH_TOKEN": twilio.auth_token,
-                "TWILIO_WHATSAPP_NUMBER": "+14155238886",
-                "TWILIO_API_BASE_URL": twilio.url,
-                "USER_WHATSAPP_NUMBER": ",".join(NUMBERS),
-                "PUBLIC_BASE_URL": "https://oncall.example.com",
-                "ONCALL_LOG_LEVEL": "WARNING",
-                "ONCALL_MAX_CONCURRENT_DIAGNOSES": str(MAX_CONCURRENT),
-            }
-            with oncall_up(settings, Path(tmp)) as oncall, PeakRss(oncall.proc.pid) as rss:
-                idle = {role: proc_status(pid, "VmRSS") for role, pid in rss.roles().items()}
-                accepted, failed, posting = asyncio.run(post_all(oncall.port, bodies, args.connections))
-                drain = wait_drained(twilio, model, quiet=5.0, limit=args.drain_limit)
-                metrics = httpx.get(oncall.url + "/metrics", timeout=10).text
+    with (
+        demo_backends(demo.demo_log_lines(now, seconds=300)) as backends,
+        FakeOpenAI([diagnosis], delay_seconds=args.model_seconds) as model,
+        FakeTwilio() as twilio,
+    ):
+        settings = backends.settings() | model_settings(model) | whatsapp_settings(twilio, ",".join(NUMBERS))
+        settings["ONCALL_MAX_CONCURRENT_DIAGNOSES"] = str(MAX_CONCURRENT)
+        with oncall_up(settings, backends.tmp) as oncall, PeakRss(oncall.proc.pid) as rss:
+            idle = {role: proc_status(pid, "VmRSS") for role, pid in rss.roles().items()}
+            accepted, failed, posting = asyncio.run(post_all(oncall.port, bodies, args.connections))
+            drain = wait_drained(twilio, model, quiet=5.0, limit=args.drain_limit)
+            metrics = httpx.get(oncall.url + "/metrics", timeout=10).text
     diagnoses = sum(
         float(line.rsplit(" ", 1)[1])
         for line in metrics.splitlines()
