@@ -3,8 +3,8 @@ pooled connection.
 
 Before it reuses a keep-alive connection, httpcore asks its stream whether the socket is readable
 (a server that closed it has sent EOF). On anyio's streams that question rebuilds a dict of every
-socket attribute each time: 5 % of an incident's CPU in the tools service (py-spy, bench/pipeline.py),
-for 9 requests per incident. The stream below looks the socket up once. If a future httpx or
+socket attribute each time: 5 % of an incident's CPU in `oncall up` (py-spy, bench/pipeline.py, at 14
+requests per incident). The stream below looks the socket up once. If a future httpx or
 httpcore no longer has the pool's backend where this expects it, the transport is plain httpx.
 """
 
