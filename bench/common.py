@@ -52,6 +52,12 @@ def demo_backends(log_lines: list[dict[str, str]]) -> Iterator[DemoBackends]:
             yield DemoBackends(Path(tmp), logs, prometheus, github)
 
 
+def percentile(values: list[float], fraction: float) -> float:
+    """The value at `fraction` (0..1) of the sorted values, the nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
 def model_settings(model: FakeOpenAI) -> dict[str, str]:
     return {"OPENAI_API_KEY": model.api_key, "OPENAI_BASE_URL": model.url + "/v1", "OPENAI_MODEL": "bench"}
 

@@ -34,6 +34,7 @@ from bench.common import (
     DemoBackends,
     demo_backends,
     model_settings,
+    percentile,
     whatsapp_settings,
 )
 from services.runtime import demo
@@ -59,11 +60,6 @@ def conclude(_: dict[str, Any]) -> dict[str, Any]:
             )
         ]
     }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:

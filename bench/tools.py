@@ -39,6 +39,7 @@ import httpx
 import nats
 from faststream.nats import NatsBroker
 
+from bench.common import percentile
 from services.contracts import tools
 from services.contracts.models import ToolRequest, ToolResult
 from services.contracts.tool_results import LogsResult
@@ -150,11 +151,6 @@ async def calling(nats_url: str, body: Callable[[NatsBroker], Awaitable[Any]]) -
         return await body(broker)
     finally:
         await broker.stop()
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 async def timed_calls(call: Callable[[], Awaitable[Any]], calls: int) -> list[float]:
