@@ -16,8 +16,10 @@ install: $(BIN)/oncall
 demo: install
 	$(BIN)/oncall demo
 
+# Two workers, each with its own nats-server, one test file each at a time (a file's module fixtures
+# stay in one process): most tests wait on servers and timeouts, so this halves the wall time.
 test: install
-	$(BIN)/python -m pytest -q -m "not model"
+	$(BIN)/python -m pytest -q -m "not model" -n 2 --dist loadfile
 
 # The model path against the real local model (scripts/local_model/ builds and fetches it; about
 # 10 minutes on 2 cores, one test at a time).
