@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
@@ -37,7 +38,7 @@ from typing import Any
 
 import httpx
 import nats
-from faststream.nats import NatsBroker
+from faststream.nats import NatsBroker, NatsRouter
 
 from bench.common import percentile
 from services.contracts import tools
@@ -89,6 +90,7 @@ def _serve_tools(nats_url: str, lb_url: str | None, ready: EventType) -> None:
     async def serve() -> None:
         broker = make_broker(nats_url, "bench-tools")
         settings = ToolsSettings(LB_URL=lb_url)
+        router: NatsRouter | None
         if lb_url is None:
             router = ToolsRouter(
                 time_limit=settings.tool_timeout_seconds, max_workers=settings.tool_max_workers
@@ -230,7 +232,7 @@ async def parallel_calls(nats_url: str, rounds: int) -> list[Row]:
         for processes in (1, 2):
             with tools_service(nats_url, lb_url, processes):
                 for k in (3, 10):
-                    totals = await calling(nats_url, lambda broker, k=k: tool_calls(broker, k))
+                    totals = await calling(nats_url, partial(tool_calls, k=k))
                     result = f"{statistics.median(totals):.1f} ms (worst {max(totals):.1f})"
                     what = f"{processes} tools process{'es' if processes > 1 else ''}"
                     rows.append((f"(b) {k} parallel fetch_logs, L = 200 ms, {what}", result, "<= 210 ms"))
