@@ -35,6 +35,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.contracts import streams
 from services.runtime.bus import Bus
+from services.runtime.heartbeat import beating
 
 log = logging.getLogger("oncall.notifier")
 
@@ -235,25 +236,19 @@ async def kept(bus: Bus, lease: Lease, lease_seconds: float) -> AsyncIterator[No
     outcome is unknown (the lease is then abandoned, for a later worker to reconcile)."""
     kv = await bus.kv(streams.DELIVERIES)
 
-    async def renew() -> None:
-        while True:
-            await asyncio.sleep(lease_seconds / 4)
-            try:
-                lease.revision = await kv.update(
-                    lease.key, pending_value(_since(lease.since), time.time()), last=lease.revision
-                )
-            except nats.js.errors.KeyWrongLastSequenceError:
-                return  # finished or released meanwhile
-            except Exception:  # NATS reconnecting: the next beat may pass
-                log.warning("could not renew send lease %s", lease.key, exc_info=True)
+    async def renew() -> bool:
+        try:
+            lease.revision = await kv.update(
+                lease.key, pending_value(_since(lease.since), time.time()), last=lease.revision
+            )
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return False  # finished or released meanwhile
+        except Exception:  # NATS reconnecting: the next beat may pass
+            log.warning("could not renew send lease %s", lease.key, exc_info=True)
+        return True
 
-    beat = asyncio.create_task(renew())
-    try:
+    async with beating(renew, lease_seconds / 4):
         yield
-    finally:
-        beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat
 
 
 def _since(at: float) -> bytes:

@@ -26,7 +26,6 @@ Handlers take only their model (no `NatsMessage`, `Context` or other injected pa
 FastStream's dependency injection has nothing to resolve per message beyond the model.
 """
 
-import asyncio
 import contextlib
 import inspect
 import logging
@@ -48,6 +47,7 @@ from services.contracts import streams, subjects
 from services.contracts.streams import ConsumerSpec, StreamSpec
 from services.runtime import metrics
 from services.runtime.bus import PUBLISH_TIMEOUT_SECONDS, Bus, PermanentError, stream_of
+from services.runtime.heartbeat import beating
 from services.runtime.observability import current_incident
 
 log = logging.getLogger("oncall.bus")
@@ -272,18 +272,11 @@ async def working_on(msg: NatsMessage, every: float) -> AsyncIterator[None]:
     telling, and its message goes to another one after a single ack wait."""
 
     async def report_progress() -> None:
-        while True:
-            await asyncio.sleep(every)
-            with contextlib.suppress(Exception):  # NATS reconnecting: the next beat may pass
-                await msg.in_progress()
+        with contextlib.suppress(Exception):  # NATS reconnecting: the next beat may pass
+            await msg.in_progress()
 
-    beat = asyncio.create_task(report_progress())
-    try:
+    async with beating(report_progress, every):
         yield
-    finally:
-        beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat
 
 
 def _first_error(exc: ValidationError) -> str:
