@@ -53,3 +53,19 @@ async def test_a_failing_block_stops_its_beat_too() -> None:
     after = beats
     await asyncio.sleep(EVERY * 4)
     assert after >= 1 and beats == after
+
+
+async def test_a_beat_that_raises_stops_beating_without_failing_the_work(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = 0
+
+    async def beat() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("nats gone")
+
+    async with beating(beat, EVERY):
+        await asyncio.sleep(EVERY * 5)
+    assert calls == 1
+    assert "a beat failed" in caplog.text
