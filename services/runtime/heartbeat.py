@@ -19,7 +19,11 @@ async def beating(beat: Callable[[], Awaitable[bool | None]], every: float) -> A
     async def keep_beating() -> None:
         while True:
             await asyncio.sleep(every)
-            if await beat() is False:
+            try:
+                if await beat() is False:
+                    return
+            except Exception:  # logged when it happens, not when the block ends
+                log.exception("a beat failed, and the beating stopped there")
                 return
 
     task = asyncio.create_task(keep_beating())
@@ -27,9 +31,5 @@ async def beating(beat: Callable[[], Awaitable[bool | None]], every: float) -> A
         yield
     finally:
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("a beat failed, and the beating stopped there")
